@@ -1,0 +1,1 @@
+"""Benchmarks behind `scripts/benchmark.py mode=...`: each module has `main(argv) -> None`."""

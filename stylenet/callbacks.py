@@ -1,0 +1,51 @@
+"""Lightning callbacks: a grid of stylized validation photos, logged and saved as PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torchvision.utils import make_grid
+
+from .imageio import save_image
+
+
+class SampleGrid(pl.Callback):
+    """Every `every_n_steps` (and at the end) stylize fixed photos → `<dir>/step_NNNNNN.png`.
+
+    The grid's top row holds the photos, the bottom row their stylized versions.
+    """
+
+    def __init__(self, images: torch.Tensor, out_dir: str | Path, every_n_steps: int = 100):
+        self.images, self.out_dir, self.every_n_steps = images, Path(out_dir), every_n_steps
+        self.last_path: Path | None = None
+        self._last_step = -1
+
+    @torch.no_grad()
+    def render(self, pl_module: pl.LightningModule) -> torch.Tensor:
+        was_training = pl_module.training
+        pl_module.eval()
+        content = self.images.to(pl_module.device)
+        stylized = pl_module.transformer(content).float()
+        pl_module.train(was_training)
+        return make_grid(torch.cat([content, stylized]).clamp(0, 1).cpu(), nrow=len(content), padding=4, pad_value=1.0)
+
+    def _emit(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        step = trainer.global_step
+        if not trainer.is_global_zero or step == self._last_step:
+            return
+        self._last_step = step
+        grid = self.render(pl_module)
+        self.last_path = save_image(grid, self.out_dir / f"step_{step:06d}.png")
+        save_image(grid, self.out_dir / "latest.png")
+        for logger in trainer.loggers:
+            if hasattr(logger, "log_image"):  # WandbLogger
+                logger.log_image(key="samples", images=[grid], step=step, caption=[f"step {step}"])
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+            self._emit(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._emit(trainer, pl_module)

@@ -1,0 +1,232 @@
+"""Training photos → (3,S,S) RGB tensors in [0,1]: a local folder or a Hugging Face dataset.
+
+Training never dies on one bad file: unreadable images are skipped at scan time where
+cheap checks catch them, and replaced by the next image (with a warning) where only
+decoding does.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from .imageio import IMAGE_EXTENSIONS, ImageError, load_image, pil_to_tensor, to_rgb
+
+log = logging.getLogger(__name__)
+
+
+class DataError(RuntimeError):
+    """The training data cannot be found or reached."""
+
+
+def crop_transform(size: int, train: bool = True) -> v2.Compose:
+    """Resize the short side to `size` (upscaling small images), then a size×size crop."""
+    crop = v2.RandomCrop(size) if train else v2.CenterCrop(size)
+    return v2.Compose([v2.Resize(size, antialias=True), crop])
+
+
+def find_images(root: str | os.PathLike) -> list[Path]:
+    """Every image file under `root`, recursively, sorted (no class subfolders needed)."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data folder not found: {root}; set data.path=DIR to a folder of images")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if not files:
+        raise DataError(f"no images found under {root} (looked for {', '.join(IMAGE_EXTENSIONS)})")
+    return files
+
+
+def readable_images(files: list[Path]) -> list[Path]:
+    """Drop files whose header PIL cannot parse, with one warning that counts them."""
+    good, bad = [], []
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                image.verify()
+            good.append(path)
+        except Exception:  # noqa: BLE001 - any unreadable file is skipped the same way
+            bad.append(path)
+    if bad:
+        warnings.warn(f"skipped {len(bad)} unreadable image(s) of {len(files)} (e.g. {bad[0]})", stacklevel=2)
+    if not good:
+        raise DataError(f"none of the {len(files)} image files could be read (e.g. {files[0]})")
+    return good
+
+
+class _RobustImages(Dataset):
+    """Base: decode item i; on a decoding error warn and use the next item instead."""
+
+    def __init__(self, transform):
+        self.transform = transform
+
+    def _load(self, index: int) -> Image.Image:
+        raise NotImplementedError
+
+    def _describe(self, index: int) -> str:
+        return f"item {index}"
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        n = len(self)
+        for attempt in range(min(n, 16)):
+            i = (index + attempt) % n
+            try:
+                return self.transform(pil_to_tensor(self._load(i)))
+            except (ImageError, OSError, ValueError) as exc:
+                warnings.warn(f"skipping unreadable image {self._describe(i)}: {exc}", stacklevel=2)
+        raise DataError(f"16 unreadable images in a row from item {index}; is the dataset corrupt?")
+
+
+class ImageFiles(_RobustImages):
+    def __init__(self, files: list[Path], transform):
+        super().__init__(transform)
+        self.files = files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def _load(self, index: int) -> Image.Image:
+        return load_image(self.files[index])
+
+    def _describe(self, index: int) -> str:
+        return str(self.files[index])
+
+
+class HubImages(_RobustImages):
+    """A `datasets.Dataset` whose image column is kept undecoded and decoded here robustly."""
+
+    def __init__(self, dataset, column: str, transform):
+        super().__init__(transform)
+        self.dataset, self.column = dataset, column
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def _load(self, index: int) -> Image.Image:
+        item = self.dataset[index][self.column]
+        if isinstance(item, Image.Image):
+            return to_rgb(item)
+        data = item.get("bytes") if isinstance(item, dict) else None
+        if data is None and isinstance(item, dict) and item.get("path"):
+            return load_image(item["path"])
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                image.load()
+                return to_rgb(image)
+        except Exception as exc:  # noqa: BLE001
+            raise ImageError(str(exc)) from None
+
+
+def load_hub_dataset(cfg):
+    """`datasets.load_dataset` with the image column left undecoded; a clear error offline."""
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(cfg.name, split=cfg.split, streaming=bool(cfg.get("streaming")), cache_dir=cfg.get("cache_dir"))
+    except Exception as exc:  # noqa: BLE001 - connection errors come in many classes
+        first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise DataError(
+            f"could not load dataset {cfg.name!r} (split {cfg.split!r}) from the Hugging Face hub: {first}; "
+            "offline? use data=folder data.path=DIR with a local folder of images"
+        ) from None
+    if cfg.image_column not in (ds.column_names or []):
+        raise DataError(f"dataset {cfg.name!r} has no column {cfg.image_column!r}; it has {ds.column_names}; set data.image_column")
+    ds = ds.select_columns([cfg.image_column]).cast_column(cfg.image_column, datasets.Image(decode=False))
+    if cfg.get("max_images") and not cfg.get("streaming"):
+        ds = ds.select(range(min(len(ds), int(cfg.max_images))))
+    return ds
+
+
+class StreamingImages(torch.utils.data.IterableDataset):
+    """A streamed hub dataset (no full download), sharded over DDP ranks and loader workers."""
+
+    def __init__(self, dataset, column: str, transform):
+        self.dataset, self.column, self.transform = dataset, column, transform
+
+    def __iter__(self):
+        from datasets.distributed import split_dataset_by_node
+
+        ds = self.dataset
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            ds = split_dataset_by_node(ds, torch.distributed.get_rank(), torch.distributed.get_world_size())
+        decoder = HubImages([], self.column, self.transform)
+        for item in ds:
+            try:
+                decoder.dataset = [item]
+                yield self.transform(pil_to_tensor(decoder._load(0)))
+            except (ImageError, OSError, ValueError) as exc:
+                warnings.warn(f"skipping unreadable streamed image: {exc}", stacklevel=2)
+
+
+def auto_workers(devices: int = 1) -> int:
+    """Loader workers per training process: the cores left over, at most 8."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(8, cores // max(1, devices) - 1))
+
+
+class StyleDataModule(pl.LightningDataModule):
+    """Training photos, and a fixed batch of validation photos for the sample grid."""
+
+    def __init__(self, cfg, sample_count: int = 4, sample_size: int = 256):
+        super().__init__()
+        self.cfg = cfg
+        self.sample_count, self.sample_size = sample_count, sample_size
+        self.train_set: Dataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        transform = crop_transform(self.cfg.image_size, train=True)
+        if self.cfg.source == "folder":
+            files = find_images(self.cfg.path)
+            if self.cfg.get("max_images"):
+                files = files[: int(self.cfg.max_images)]
+            self.train_set = ImageFiles(readable_images(files), transform)
+        elif self.cfg.source == "hub":
+            ds = load_hub_dataset(self.cfg)
+            cls = StreamingImages if self.cfg.get("streaming") else HubImages
+            self.train_set = cls(ds, self.cfg.image_column, transform)
+        else:
+            raise DataError(f"unknown data.source {self.cfg.source!r}; use data=coco or data=folder")
+        if not isinstance(self.train_set, torch.utils.data.IterableDataset) and len(self.train_set) < self.cfg.batch_size:
+            raise DataError(f"only {len(self.train_set)} images, fewer than data.batch_size={self.cfg.batch_size}")
+
+    def _loader_kwargs(self) -> dict:
+        devices = self.trainer.num_devices if self.trainer is not None else 1
+        workers = self.cfg.num_workers
+        workers = auto_workers(devices) if workers in (None, "auto") else int(workers)
+        on_gpu = self.trainer is not None and self.trainer.accelerator.__class__.__name__ == "CUDAAccelerator"
+        pin = on_gpu if self.cfg.pin_memory in (None, "auto") else bool(self.cfg.pin_memory)
+        kwargs = {"num_workers": workers, "pin_memory": pin}
+        if workers > 0:
+            kwargs.update(persistent_workers=bool(self.cfg.persistent_workers), prefetch_factor=int(self.cfg.prefetch_factor))
+        return kwargs
+
+    def train_dataloader(self) -> DataLoader:
+        iterable = isinstance(self.train_set, torch.utils.data.IterableDataset)
+        return DataLoader(
+            self.train_set, batch_size=self.cfg.batch_size, shuffle=not iterable, drop_last=True, **self._loader_kwargs()
+        )
+
+    def sample_batch(self) -> torch.Tensor:
+        """The fixed validation photos, center-cropped: (N,3,S,S). Same photos every call."""
+        transform = crop_transform(self.sample_size, train=False)
+        if self.cfg.get("val_images"):
+            images = [load_image(p) for p in self.cfg.val_images]
+        elif isinstance(self.train_set, (ImageFiles, HubImages)):
+            images = [self.train_set._load(i) for i in range(min(self.sample_count, len(self.train_set)))]
+        else:
+            images = []
+            for item in self.train_set.dataset.take(self.sample_count):
+                images.append(HubImages([item], self.train_set.column, None)._load(0))
+        return torch.stack([transform(pil_to_tensor(im)) for im in images])

@@ -1,0 +1,101 @@
+"""Load, convert and save images: every odd input becomes RGB, every failure a clear error."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+class ImageError(ValueError):
+    """An image file is missing, unreadable or not an image."""
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Apply EXIF orientation, then convert grayscale/CMYK/palette/alpha modes to RGB.
+
+    Transparent pixels are composited on white: what a viewer shows for them.
+    """
+    image = ImageOps.exif_transpose(image)
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(image, dtype=np.float64)
+        arr = (arr / max(arr.max(), 1.0) * 255.0).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    return image.convert("RGB")
+
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """Read an image file fully (decoding errors surface here, not later) as RGB."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"image not found: {path}")
+    if path.is_dir():
+        raise ImageError(f"expected an image file, got a folder: {path}")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return to_rgb(image)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"cannot read image {path}: {exc}") from None
+
+
+def pil_to_tensor(image: Image.Image) -> torch.Tensor:
+    """PIL RGB → float tensor (3,H,W) in [0,1]."""
+    arr = np.asarray(to_rgb(image), dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def tensor_to_pil(tensor: torch.Tensor) -> Image.Image:
+    """Float tensor (3,H,W) or (1,3,H,W) in [0,1] → PIL RGB (values clamped)."""
+    if tensor.dim() == 4:
+        if tensor.shape[0] != 1:
+            raise ValueError(f"expected one image, got a batch of {tensor.shape[0]}")
+        tensor = tensor[0]
+    arr = tensor.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(arr, "RGB")
+
+
+def load_tensor(path: str | os.PathLike, size: int | None = None) -> torch.Tensor:
+    """Load an image as (1,3,H,W) in [0,1], optionally resized so its short side is `size`."""
+    image = load_image(path)
+    if size:
+        image = resize_short_side(image, size)
+    return pil_to_tensor(image).unsqueeze(0)
+
+
+def resize_short_side(image: Image.Image, size: int) -> Image.Image:
+    w, h = image.size
+    scale = size / min(w, h)
+    return image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
+
+
+def save_image(image: Image.Image | torch.Tensor, path: str | os.PathLike) -> Path:
+    """Write an image atomically (temp file + rename): a crash never leaves half a PNG."""
+    if isinstance(image, torch.Tensor):
+        image = tensor_to_pil(image)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ImageError(f"unknown image format for {path}; use .png or .jpg")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            image.save(f, format=fmt)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,76 @@
+"""Perceptual losses as pure functions: features and targets in, scalars out; no state."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+
+
+def gram(features: torch.Tensor) -> torch.Tensor:
+    """Gram matrix (B,C,C) of (B,C,H,W) features, normalised by C·H·W, accumulated in fp32.
+
+    fp32 because the sum over H·W products overflows/underflows half precision.
+    """
+    b, c, h, w = features.shape
+    f = features.reshape(b, c, h * w).float()
+    return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
+
+
+def content_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Feature reconstruction loss: mean squared error between activations."""
+    return F.mse_loss(output.float(), target.float())
+
+
+def style_loss(
+    grams: Mapping[str, torch.Tensor],
+    target_grams: Mapping[str, torch.Tensor],
+    layer_weights: Mapping[str, float],
+) -> torch.Tensor:
+    """Weighted sum over layers of the MSE between Gram matrices.
+
+    A target of batch size 1 (one style image) is broadcast over the batch.
+    """
+    total = None
+    for name, weight in layer_weights.items():
+        g, t = grams[name], target_grams[name]
+        term = weight * F.mse_loss(g, t.expand_as(g))
+        total = term if total is None else total + term
+    if total is None:
+        raise ValueError("style_loss needs at least one layer")
+    return total
+
+
+def tv_loss(image: torch.Tensor) -> torch.Tensor:
+    """Total variation: mean squared difference between vertical plus horizontal neighbours."""
+    dy = image[..., 1:, :] - image[..., :-1, :]
+    dx = image[..., :, 1:] - image[..., :, :-1]
+    return dy.float().pow(2).mean() + dx.float().pow(2).mean()
+
+
+def perceptual_loss(
+    output_features: Mapping[str, torch.Tensor],
+    content_features: Mapping[str, torch.Tensor],
+    target_grams: Mapping[str, torch.Tensor],
+    output_image: torch.Tensor,
+    *,
+    content_layer: str,
+    style_layers: Mapping[str, float],
+    content_weight: float,
+    style_weight: float,
+    tv_weight: float,
+) -> dict[str, torch.Tensor]:
+    """The composite objective of Johnson et al.: weighted content + style + TV terms.
+
+    Returns the weighted terms and their sum under `loss` (what is optimised); each term is
+    already multiplied by its weight so the parts add up to the total in the logs.
+    """
+    grams = {name: gram(output_features[name]) for name in style_layers}
+    terms = {
+        "content": content_weight * content_loss(output_features[content_layer], content_features[content_layer]),
+        "style": style_weight * style_loss(grams, target_grams, style_layers),
+        "tv": tv_weight * tv_loss(output_image),
+    }
+    terms["loss"] = terms["content"] + terms["style"] + terms["tv"]
+    return terms

@@ -1,0 +1,171 @@
+"""A frozen torchvision ImageNet network that returns its activations by layer *name*.
+
+Naming (nothing else in stylenet holds a layer index):
+- VGG16/VGG19: `conv{block}_{i}`, `relu{block}_{i}`, `pool{block}` — e.g. `relu2_2`,
+  `relu4_3`, `relu5_4` (the names of Johnson et al. and Gatys et al.).
+- SqueezeNet 1.1: the paper's numbering, `conv1`, `relu1`, `pool1`, `fire2`, `fire3`,
+  `pool3`, `fire4`, `fire5`, `pool5`, `fire6` … `fire9` (a fire module's output is
+  already ReLU'd).
+
+The network is truncated after the deepest requested layer, normalises its [0,1] RGB
+input with ImageNet statistics itself, and returns every requested layer from one pass.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+NETWORKS = ("vgg16", "vgg19", "squeezenet1_1")
+DOWNLOAD_TIMEOUT_S = 10
+
+
+class LossNetworkError(RuntimeError):
+    """The loss network cannot be built (unknown name or layer, unloadable weights)."""
+
+
+def _vgg_names(features: nn.Sequential) -> list[str]:
+    names, block, i = [], 1, 0
+    for layer in features:
+        if isinstance(layer, nn.Conv2d):
+            i += 1
+            names.append(f"conv{block}_{i}")
+        elif isinstance(layer, nn.ReLU):
+            names.append(f"relu{block}_{i}")
+        elif isinstance(layer, nn.MaxPool2d):
+            names.append(f"pool{block}")
+            block, i = block + 1, 0
+        else:  # pragma: no cover - torchvision's VGG has nothing else in features
+            raise LossNetworkError(f"unexpected VGG layer {layer}")
+    return names
+
+
+def _squeezenet_names(features: nn.Sequential) -> list[str]:
+    names, fire = [], 1
+    for layer in features:
+        if isinstance(layer, nn.Conv2d):
+            names.append("conv1")
+        elif isinstance(layer, nn.ReLU):
+            names.append("relu1")
+        elif isinstance(layer, nn.MaxPool2d):
+            names.append(f"pool{fire}")
+        else:  # torchvision.models.squeezenet.Fire
+            fire += 1
+            names.append(f"fire{fire}")
+    return names
+
+
+def layer_names(network: str) -> list[str]:
+    """Every addressable layer name of `network`, in forward order."""
+    return _named_features(_build(network, weights=None))[0]
+
+
+def _build(network: str, weights) -> nn.Module:
+    if network not in NETWORKS:
+        raise LossNetworkError(f"unknown loss network {network!r}; choose one of {', '.join(NETWORKS)}")
+    return torchvision.models.get_model(network, weights=weights)
+
+
+def _named_features(model: nn.Module) -> tuple[list[str], nn.Sequential]:
+    features = model.features
+    names = _squeezenet_names(features) if "squeezenet" in type(model).__name__.lower() else _vgg_names(features)
+    return names, features
+
+
+def _load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise LossNetworkError(f"loss network weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise LossNetworkError(f"cannot read loss network weights {path}: {exc}") from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise LossNetworkError(f"{path} does not hold a state dict")
+    return state
+
+
+def _download(network: str, weights: str):
+    """Resolve a torchvision weights enum name and fetch it through torchvision's cache."""
+    try:
+        enum = torchvision.models.get_model_weights(network)[weights]
+    except KeyError:
+        options = ", ".join(w.name for w in torchvision.models.get_model_weights(network))
+        raise LossNetworkError(f"unknown weights {weights!r} for {network}; use one of {options}, DEFAULT, a file path or null") from None
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        return enum.get_state_dict(progress=True, check_hash=False)
+    except Exception as exc:  # noqa: BLE001 - URLError, timeouts, proxies: all mean "no weights"
+        cache = Path(torch.hub.get_dir()) / "checkpoints"
+        raise LossNetworkError(
+            f"could not download {network} weights {enum.name} ({exc.__class__.__name__}: {exc}); "
+            f"offline? pass a local file with loss.weights=/path/to/{network}.pth, "
+            f"or put the file in {cache}"
+        ) from None
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+class LossNetwork(nn.Module):
+    """Frozen feature extractor: `forward(x) -> {layer name: activation}` for `layers`.
+
+    `weights`: a torchvision enum name (`DEFAULT`, `IMAGENET1K_V1`, …; downloaded into
+    torch's hub cache), a path to a state-dict file (`.pth` loaded with
+    `weights_only=True`, or `.safetensors`), or `None` for random weights (tests).
+    """
+
+    def __init__(self, network: str, layers, weights: str | None = "DEFAULT"):
+        super().__init__()
+        model = _build(network, weights=None)
+        if weights is not None:
+            as_path = Path(str(weights)).expanduser()
+            if as_path.suffix in (".pth", ".pt", ".safetensors", ".bin") or as_path.exists():
+                state = _load_state_dict_file(as_path)
+            else:
+                state = _download(network, str(weights))
+            try:
+                model.load_state_dict(state)
+            except RuntimeError as exc:
+                first = str(exc).splitlines()[0]
+                raise LossNetworkError(f"weights {weights} do not fit torchvision's {network}: {first}") from None
+        names, features = _named_features(model)
+        self.network = network
+        self.layers = list(dict.fromkeys(layers))
+        unknown = [n for n in self.layers if n not in names]
+        if unknown:
+            raise LossNetworkError(f"{network} has no layer(s) {unknown}; it has: {', '.join(names)}")
+        deepest = max(names.index(n) for n in self.layers)
+        self.features = nn.Sequential(OrderedDict(zip(names[: deepest + 1], list(features)[: deepest + 1])))
+        for module in self.features:
+            if isinstance(module, nn.ReLU):
+                module.inplace = False  # a returned activation must not be overwritten by the next layer
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> LossNetwork:
+        """Always eval: a frozen loss network must not change behaviour with the trainer's mode."""
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+        wanted, out = set(self.layers), {}
+        for name, module in self.features.named_children():
+            x = module(x)
+            if name in wanted:
+                out[name] = x
+        return out

@@ -1,0 +1,80 @@
+"""Style presets → a verified local image: downloaded once into the user cache, sha256-checked."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from platformdirs import user_cache_dir
+
+DOWNLOAD_TIMEOUT_S = 10
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class StyleError(ValueError):
+    """A style image cannot be found, downloaded or verified."""
+
+
+def cache_dir() -> Path:
+    """Where downloaded style images live (`STYLENET_CACHE` overrides the user cache dir)."""
+    return Path(os.environ.get("STYLENET_CACHE") or user_cache_dir("stylenet")) / "styles"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / "style").glob("*.yaml") if p.stem != "custom")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cached_path(name: str, url: str) -> Path:
+    return cache_dir() / f"{name}{Path(url).suffix or '.jpg'}"
+
+
+def _download(url: str, dest: Path, sha256: str | None) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            while chunk := response.read(1 << 16):
+                f.write(chunk)
+        if sha256 and (got := sha256_of(Path(tmp))) != sha256:
+            raise StyleError(f"downloaded {url} but its sha256 is {got}, expected {sha256}; the file changed upstream")
+        os.replace(tmp, dest)
+    except StyleError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - URLError, timeouts, HTTP errors: all "could not download"
+        raise StyleError(
+            f"could not download style image {url} ({exc.__class__.__name__}: {exc}); "
+            f"offline? pass a local file with style.image=PATH, or put it at {dest}"
+        ) from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def resolve_style_image(style) -> Path:
+    """The local file for a style config: `style.image` if set, else the verified preset download."""
+    image = style.get("image")
+    if image:
+        path = Path(str(image)).expanduser()
+        if not path.is_file():
+            raise StyleError(f"style image not found: {path}; presets: {', '.join(preset_names())}")
+        return path
+    url, sha256, name = style.get("url"), style.get("sha256"), style.get("name")
+    if not url:
+        raise StyleError(f"style {name!r} names no image; set style.image=PATH or use a preset: {', '.join(preset_names())}")
+    dest = cached_path(name, url)
+    if dest.is_file():
+        if not sha256 or sha256_of(dest) == sha256:
+            return dest
+        dest.unlink()  # stale or corrupt cache entry: fetch again
+    _download(url, dest, sha256)
+    return dest

@@ -1,0 +1,127 @@
+"""`python train.py ...`: compose the Hydra config into a Lightning run."""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from .callbacks import SampleGrid
+from .data import DataError, StyleDataModule
+from .imageio import ImageError, load_tensor
+from .lossnet import LossNetworkError
+from .module import StyleTransferModule
+from .styles import StyleError, resolve_style_image
+
+log = logging.getLogger("stylenet")
+
+#: errors a user can fix from the command line: one line, exit code 2, no traceback
+USER_ERRORS = (DataError, ImageError, LossNetworkError, StyleError, FileNotFoundError)
+
+
+def resolve_precision(trainer_cfg, speed_cfg) -> str:
+    """trainer.precision wins; else speed.autocast (auto: bf16-mixed on a bf16-capable GPU)."""
+    if trainer_cfg.get("precision") not in (None, "auto"):
+        return str(trainer_cfg.precision)
+    autocast = speed_cfg.get("autocast", False)
+    if autocast == "auto":
+        autocast = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return "bf16-mixed" if autocast else "32-true"
+
+
+def wandb_has_key() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def build_logger(cfg, run_dir: Path):
+    kind = cfg.logger.kind
+    if kind == "none":
+        return False
+    if kind == "csv":
+        return pl.loggers.CSVLogger(save_dir=str(run_dir), name="csv", version="")
+    if kind == "wandb":
+        mode = cfg.logger.get("mode", "auto")
+        offline = mode == "offline" or (mode == "auto" and not wandb_has_key())
+        if offline:
+            print(f"wandb: no API key found, logging offline to {run_dir}/wandb (upload later with `wandb sync`)", file=sys.stderr)
+        return pl.loggers.WandbLogger(
+            project=cfg.logger.project, entity=cfg.logger.get("entity"), save_dir=str(run_dir), offline=offline,
+            log_model=cfg.logger.get("log_model", False), name=f"{cfg.style.name}-{run_dir.name}",
+            config=OmegaConf.to_container(cfg, resolve=True), settings={"silent": True} if offline else None,
+        )
+    raise ValueError(f"unknown logger.kind {kind!r}; use logger=wandb, logger=csv or logger=none")
+
+
+def build(cfg: DictConfig, run_dir: Path):
+    """Everything `fit` needs, built from config: (trainer, module, datamodule)."""
+    pl.seed_everything(cfg.seed, workers=True)
+    if cfg.speed.get("cudnn_benchmark"):
+        torch.backends.cudnn.benchmark = True
+    style_path = resolve_style_image(cfg.style)
+    style_image = load_tensor(style_path, size=cfg.style.size)
+    loss_cfg = OmegaConf.to_container(cfg.loss, resolve=True)
+    loss_cfg["style_scale"] = float(cfg.style.get("weight", 1.0))
+    module = StyleTransferModule(
+        model=cfg.model, loss=loss_cfg, optim=cfg.optim, speed=cfg.speed, style_name=cfg.style.name,
+        style_image=style_image, batch_size=cfg.data.batch_size, image_size=cfg.data.image_size,
+    )
+    datamodule = StyleDataModule(cfg.data, sample_count=cfg.samples.num_images, sample_size=cfg.samples.size)
+    datamodule.setup("fit")
+    callbacks = [
+        pl.callbacks.ModelCheckpoint(
+            dirpath=cfg.checkpoint_dir, filename="step_{step:06d}", auto_insert_metric_name=False,
+            every_n_train_steps=cfg.checkpoint.every_n_train_steps, save_top_k=cfg.checkpoint.keep,
+            monitor="global_step", mode="max", save_last=True,
+        ),
+        SampleGrid(datamodule.sample_batch(), run_dir / "samples", every_n_steps=cfg.samples.every_n_train_steps),
+    ]
+    trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_kwargs["precision"] = resolve_precision(cfg.trainer, cfg.speed)
+    trainer = pl.Trainer(**trainer_kwargs, logger=build_logger(cfg, run_dir), callbacks=callbacks, default_root_dir=str(run_dir))
+    return trainer, module, datamodule
+
+
+def run(cfg: DictConfig, run_dir: Path) -> Path:
+    """Train; return the path of the last checkpoint."""
+    trainer, module, datamodule = build(cfg, run_dir)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    ckpt = trainer.checkpoint_callback
+    last = Path(ckpt.last_model_path) if ckpt.last_model_path else Path(cfg.checkpoint_dir) / "last.ckpt"
+    if trainer.is_global_zero:
+        trainer.save_checkpoint(last)  # the final state, whatever the step count
+        grid = trainer.callbacks[1].last_path if isinstance(trainer.callbacks[1], SampleGrid) else None
+        print(f"checkpoint: {last}")
+        if grid:
+            print(f"samples:    {grid}")
+        if cfg.get("export_at_end"):
+            try:
+                from .export import export_checkpoint
+            except ImportError:
+                pass
+            else:
+                print(f"exported:   {export_checkpoint(last)}")
+    return last
+
+
+def main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    try:
+        run(cfg, run_dir)
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
