@@ -1,0 +1,82 @@
+"""Shared fixtures: paths into ../shared, Hydra config composition, a tiny trained checkpoint."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+CONFIGS = ROOT / "configs"
+SQUEEZENET = SHARED / "weights" / "squeezenet1_1-imagenet.pth"
+HOKUSAI = SHARED / "data" / "styles" / "hokusai.jpg"
+COCO = SHARED / "data" / "coco-sample"
+CHICAGO = SHARED / "data" / "content" / "chicago.jpg"
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    if not SQUEEZENET.is_file():
+        pytest.fail(f"../shared is missing ({SHARED}); tests need it beside the repository")
+    return SHARED
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Style downloads go to a per-session temp cache, never the user's."""
+    monkeypatch.setenv("STYLENET_CACHE", str(tmp_path_factory.getbasetemp() / "stylenet-cache"))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+
+
+def compose(overrides: list[str] = (), config_name: str = "train"):
+    """The Hydra config `train.py` would see for these overrides."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=list(overrides))
+
+
+def make_images(folder: Path, n: int = 8, size: tuple[int, int] = (48, 40)) -> Path:
+    """n small random-ish RGB JPEGs (smooth gradients plus noise), in a nested folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(0)
+    for i in range(n):
+        base = torch.linspace(0, 1, size[0]).view(1, 1, -1) * torch.rand(3, 1, 1, generator=g)
+        img = (base.expand(3, size[1], size[0]) + 0.2 * torch.rand(3, size[1], size[0], generator=g)).clamp(0, 1)
+        arr = (img.permute(1, 2, 0) * 255).byte().numpy()
+        sub = folder / ("a" if i % 2 else "b")
+        sub.mkdir(exist_ok=True)
+        Image.fromarray(arr).save(sub / f"img{i}.jpg")
+    return folder
+
+
+def tiny_overrides(tmp: Path, data_dir: Path, steps: int = 3) -> list[str]:
+    """A real training config shrunk to seconds on a CPU: 32-px crops, slim net, SqueezeNet."""
+    return [
+        f"style.image={HOKUSAI}", "style.size=64",
+        "data=folder", f"data.path={data_dir}", "data.image_size=32", "data.batch_size=2", "data.num_workers=0",
+        "model=slim", "loss.network=squeezenet1_1", f"loss.weights={SQUEEZENET}",
+        f"trainer.max_steps={steps}", "trainer.accelerator=cpu", "trainer.devices=1", "trainer.enable_progress_bar=false",
+        "logger=none", f"checkpoint_dir={tmp / 'ckpt'}", "samples.size=32", "samples.num_images=2",
+        "samples.every_n_train_steps=0", "checkpoint.every_n_train_steps=2",
+    ]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """checkpoints/<style>/last.ckpt from 3 real training steps (slim model, 32 px)."""
+    if not SQUEEZENET.is_file():
+        pytest.fail(f"../shared is missing ({SHARED})")
+    from stylenet.train import run
+
+    tmp = tmp_path_factory.mktemp("tiny-train")
+    os.environ.setdefault("STYLENET_CACHE", str(tmp / "cache"))
+    cfg = compose(tiny_overrides(tmp, make_images(tmp / "photos")))
+    return run(cfg, tmp / "run")
