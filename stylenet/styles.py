@@ -60,8 +60,27 @@ def _download(url: str, dest: Path, sha256: str | None) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
-def resolve_style_image(style) -> Path:
-    """The local file for a style config: `style.image` if set, else the verified preset download."""
+def _from_mirror(mirrors, name: str, sha256: str, dest: Path) -> bool:
+    """Copy a byte-identical (sha256-verified) local copy of a preset into the cache."""
+    for folder in mirrors or ():
+        folder = Path(str(folder)).expanduser()
+        for candidate in sorted(folder.glob(f"{name}.*")) if folder.is_dir() else ():
+            if candidate.is_file() and sha256_of(candidate) == sha256:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+                with os.fdopen(fd, "wb") as f:
+                    f.write(candidate.read_bytes())
+                os.replace(tmp, dest)
+                return True
+    return False
+
+
+def resolve_style_image(style, mirrors=()) -> Path:
+    """The local file for a style config: `style.image` if set, else the verified preset.
+
+    A preset is looked up in the cache, then in local `mirrors` folders (a file named like
+    the preset whose sha256 matches), and only then downloaded.
+    """
     image = style.get("image")
     if image:
         path = Path(str(image)).expanduser()
@@ -76,5 +95,7 @@ def resolve_style_image(style) -> Path:
         if not sha256 or sha256_of(dest) == sha256:
             return dest
         dest.unlink()  # stale or corrupt cache entry: fetch again
+    if sha256 and _from_mirror(mirrors, name, sha256, dest):
+        return dest
     _download(url, dest, sha256)
     return dest

@@ -69,7 +69,7 @@ def build(cfg: DictConfig, run_dir: Path):
     pl.seed_everything(cfg.seed, workers=True)
     if cfg.speed.get("cudnn_benchmark"):
         torch.backends.cudnn.benchmark = True
-    style_path = resolve_style_image(cfg.style)
+    style_path = resolve_style_image(cfg.style, mirrors=cfg.get("style_mirrors"))
     style_image = load_tensor(style_path, size=cfg.style.size)
     loss_cfg = OmegaConf.to_container(cfg.loss, resolve=True)
     loss_cfg["style_scale"] = float(cfg.style.get("weight", 1.0))
@@ -89,6 +89,8 @@ def build(cfg: DictConfig, run_dir: Path):
     ]
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_kwargs["precision"] = resolve_precision(cfg.trainer, cfg.speed)
+    if (trainer_kwargs.get("max_steps") or -1) > 0:
+        trainer_kwargs["max_epochs"] = -1  # an explicit step budget wins over the epoch default
     trainer = pl.Trainer(**trainer_kwargs, logger=build_logger(cfg, run_dir), callbacks=callbacks, default_root_dir=str(run_dir))
     return trainer, module, datamodule
 
@@ -96,11 +98,14 @@ def build(cfg: DictConfig, run_dir: Path):
 def run(cfg: DictConfig, run_dir: Path) -> Path:
     """Train; return the path of the last checkpoint."""
     trainer, module, datamodule = build(cfg, run_dir)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    ckpt = trainer.checkpoint_callback
-    last = Path(ckpt.last_model_path) if ckpt.last_model_path else Path(cfg.checkpoint_dir) / "last.ckpt"
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path and not Path(ckpt_path).is_file():
+        raise FileNotFoundError(f"checkpoint to resume from not found: {ckpt_path}")
+    # weights_only: resuming never unpickles code from the checkpoint file
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
+    last = Path(cfg.checkpoint_dir) / "last.ckpt"
+    trainer.save_checkpoint(last, weights_only=False)  # the final state, whatever the step count (all ranks)
     if trainer.is_global_zero:
-        trainer.save_checkpoint(last)  # the final state, whatever the step count
         grid = trainer.callbacks[1].last_path if isinstance(trainer.callbacks[1], SampleGrid) else None
         print(f"checkpoint: {last}")
         if grid:

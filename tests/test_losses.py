@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from stylenet.losses import content_loss, gram, perceptual_loss, style_loss, tv_loss
+
+
+def test_gram_on_hand_computed_tensor():
+    f = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 2, 1, 2)  # C=2 channels, H=1, W=2
+    expected = torch.tensor([[5.0, 11.0], [11.0, 25.0]]) / (2 * 1 * 2)
+    torch.testing.assert_close(gram(f), expected.unsqueeze(0))
+
+
+def test_gram_is_fp32_for_half_features():
+    f = torch.rand(2, 4, 8, 8).to(torch.bfloat16)
+    g = gram(f)
+    assert g.dtype == torch.float32 and g.shape == (2, 4, 4)
+    torch.testing.assert_close(g, gram(f.float()))
+
+
+def test_content_loss_is_mse():
+    a, b = torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([1.0, 0.0, 3.0, 8.0])
+    assert content_loss(a, b).item() == pytest.approx((0 + 4 + 0 + 16) / 4)
+
+
+def test_tv_loss_on_hand_computed_image():
+    x = torch.tensor([[0.0, 1.0], [2.0, 4.0]]).view(1, 1, 2, 2)
+    # vertical diffs 2, 3 → mean of squares 6.5; horizontal 1, 2 → 2.5
+    assert tv_loss(x).item() == pytest.approx(9.0)
+    assert tv_loss(torch.ones(1, 3, 5, 5)).item() == 0.0
+
+
+def test_style_loss_weights_layers_and_broadcasts_one_target():
+    grams = {"a": torch.ones(2, 2, 2), "b": torch.zeros(2, 3, 3)}
+    targets = {"a": torch.zeros(1, 2, 2), "b": torch.full((1, 3, 3), 2.0)}
+    # layer a: mse 1, layer b: mse 4
+    assert style_loss(grams, targets, {"a": 1.0, "b": 0.5}).item() == pytest.approx(1.0 + 2.0)
+    assert style_loss(grams, targets, {"a": 3.0}).item() == pytest.approx(3.0)
+    with pytest.raises(ValueError):
+        style_loss(grams, targets, {})
+
+
+def test_perceptual_loss_terms_add_up_with_weights():
+    torch.manual_seed(0)
+    out = {"c": torch.rand(2, 4, 6, 6), "s": torch.rand(2, 3, 6, 6)}
+    content = {"c": torch.rand(2, 4, 6, 6), "s": torch.rand(2, 3, 6, 6)}
+    targets = {"s": gram(torch.rand(1, 3, 6, 6))}
+    image = torch.rand(2, 3, 8, 8)
+    terms = perceptual_loss(out, content, targets, image, content_layer="c", style_layers={"s": 2.0},
+                            content_weight=3.0, style_weight=5.0, tv_weight=7.0)
+    assert terms["content"].item() == pytest.approx(3.0 * content_loss(out["c"], content["c"]).item(), rel=1e-6)
+    assert terms["style"].item() == pytest.approx(10.0 * style_loss({"s": gram(out["s"])}, targets, {"s": 1.0}).item(), rel=1e-5)
+    assert terms["tv"].item() == pytest.approx(7.0 * tv_loss(image).item(), rel=1e-6)
+    assert terms["loss"].item() == pytest.approx(sum(terms[k].item() for k in ("content", "style", "tv")), rel=1e-6)
+
+
+def test_losses_are_pure():
+    """Same inputs, same outputs, inputs untouched: no hidden caches."""
+    f = torch.rand(1, 3, 4, 4)
+    before = f.clone()
+    assert torch.equal(gram(f), gram(f))
+    assert torch.equal(f, before)
