@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -81,21 +82,38 @@ def resize_short_side(image: Image.Image, size: int) -> Image.Image:
     return image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
 
 
-def save_image(image: Image.Image | torch.Tensor, path: str | os.PathLike) -> Path:
-    """Write an image atomically (temp file + rename): a crash never leaves half a PNG."""
-    if isinstance(image, torch.Tensor):
-        image = tensor_to_pil(image)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None:
-        raise ImageError(f"unknown image format for {path}; use .png or .jpg")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(out: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call `write(temp_path)` on a temp file beside `out`, then rename it into place.
+
+    Readers never see half a file and a crash leaves the old file intact; the result gets
+    the permissions a plain `open` would have given it (mkstemp's 0600 is for the temp file).
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=out.suffix or ".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format=fmt)
-        os.replace(tmp, path)
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())
+        os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+    return out
+
+
+def save_image(image: Image.Image | torch.Tensor, path: str | os.PathLike) -> Path:
+    """Write an image atomically: a crash never leaves half a PNG."""
+    if isinstance(image, torch.Tensor):
+        image = tensor_to_pil(image)
+    path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ImageError(f"unknown image format for {path}; use .png or .jpg")
+    return atomic_write(path, lambda tmp: image.save(tmp, format=fmt))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import shutil
 import urllib.request
 from pathlib import Path
 
 from platformdirs import user_cache_dir
+
+from .imageio import atomic_write
 
 DOWNLOAD_TIMEOUT_S = 10
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -40,15 +42,15 @@ def cached_path(name: str, url: str) -> Path:
 
 
 def _download(url: str, dest: Path, sha256: str | None) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+    def fetch(tmp: str) -> None:
+        with open(tmp, "wb") as f, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
             while chunk := response.read(1 << 16):
                 f.write(chunk)
         if sha256 and (got := sha256_of(Path(tmp))) != sha256:
             raise StyleError(f"downloaded {url} but its sha256 is {got}, expected {sha256}; the file changed upstream")
-        os.replace(tmp, dest)
+
+    try:
+        atomic_write(dest, fetch)
     except StyleError:
         raise
     except Exception as exc:  # noqa: BLE001 - URLError, timeouts, HTTP errors: all "could not download"
@@ -56,8 +58,6 @@ def _download(url: str, dest: Path, sha256: str | None) -> None:
             f"could not download style image {url} ({exc.__class__.__name__}: {exc}); "
             f"offline? pass a local file with style.image=PATH, or put it at {dest}"
         ) from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _from_mirror(mirrors, name: str, sha256: str, dest: Path) -> bool:
@@ -66,11 +66,7 @@ def _from_mirror(mirrors, name: str, sha256: str, dest: Path) -> bool:
         folder = Path(str(folder)).expanduser()
         for candidate in sorted(folder.glob(f"{name}.*")) if folder.is_dir() else ():
             if candidate.is_file() and sha256_of(candidate) == sha256:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-                with os.fdopen(fd, "wb") as f:
-                    f.write(candidate.read_bytes())
-                os.replace(tmp, dest)
+                atomic_write(dest, lambda tmp, src=candidate: shutil.copyfile(src, tmp))
                 return True
     return False
 

@@ -1,0 +1,422 @@
+"""Video files and live capture: stylize a file frame by frame, or a camera feed in real time.
+
+OpenCV does the I/O (VideoCapture / VideoWriter). Its writer carries no audio track, so
+audio is dropped; its FFmpeg writer also rounds odd frame sizes down to even ones.
+A live source gets a capture thread that keeps only the newest frame: when inference is
+slower than the camera, frames are dropped, never queued, so the picture never lags.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .imageio import current_umask
+
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv")
+#: codecs every OpenCV FFmpeg build writes (no H.264: it is often missing or hardware-only)
+FOURCC = {".avi": "MJPG", ".webm": "VP80"}
+DEFAULT_FOURCC = "mp4v"
+DEFAULT_FPS = 30.0
+AUDIO_NOTE = "note: audio is not copied (OpenCV writes video only); mux it back with ffmpeg if needed"
+
+
+class VideoError(ValueError):
+    """A video file cannot be read or written."""
+
+
+class CameraError(VideoError):
+    """No camera at that index, or it delivers no frames."""
+
+
+class NoGUIError(VideoError):
+    """OpenCV was built without a window system (opencv-python-headless)."""
+
+
+def is_video_path(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def parse_source(source) -> int | Path:
+    """A camera index (0, "1") or a video file path."""
+    if isinstance(source, bool):
+        raise VideoError(f"bad source {source!r}: pass a camera index (source=0) or a video file")
+    if isinstance(source, int) or (isinstance(source, str) and source.strip().isdigit()):
+        return int(source)
+    return Path(source)
+
+
+def open_capture(source) -> cv2.VideoCapture:
+    """Open a camera index or a video file, with an error that says what to do instead."""
+    src = parse_source(source)
+    if isinstance(src, int):
+        cap = cv2.VideoCapture(src)
+        if not cap.isOpened():
+            cap.release()
+            raise CameraError(
+                f"no camera at index {src} (OpenCV could not open it); connect a camera, try another "
+                "index with source=N, or stylize a file with source=VIDEO_FILE"
+            )
+        return cap
+    if not src.is_file():
+        raise VideoError(f"video not found: {src}")
+    cap = cv2.VideoCapture(str(src))
+    if not cap.isOpened():
+        cap.release()
+        raise VideoError(f"cannot read video {src}: OpenCV has no decoder for it or it is not a video")
+    return cap
+
+
+def capture_fps(cap: cv2.VideoCapture) -> float:
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    return float(fps) if fps and np.isfinite(fps) and 0 < fps < 1000 else DEFAULT_FPS
+
+
+class VideoWriter:
+    """cv2.VideoWriter into a temp file renamed into place on success (no half-written videos)."""
+
+    def __init__(self, path: str | os.PathLike, fps: float, size: tuple[int, int]):
+        self.path = Path(path)
+        if not is_video_path(self.path):
+            raise VideoError(f"output {self.path} is not a video file name; use .mp4 or .avi")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=self.path.suffix)
+        os.close(fd)
+        fourcc = FOURCC.get(self.path.suffix.lower(), DEFAULT_FOURCC)
+        self.size, self.fps, self.frames = (int(size[0]), int(size[1])), float(fps), 0
+        self._writer = cv2.VideoWriter(self._tmp, cv2.VideoWriter_fourcc(*fourcc), self.fps, self.size)
+        if not self._writer.isOpened():
+            Path(self._tmp).unlink(missing_ok=True)
+            raise VideoError(f"cannot write {self.path}: OpenCV has no {fourcc} encoder for {self.path.suffix}; use .mp4 or .avi")
+
+    def write(self, frame_bgr: np.ndarray) -> None:
+        if (frame_bgr.shape[1], frame_bgr.shape[0]) != self.size:
+            raise VideoError(f"frame size {frame_bgr.shape[1]}x{frame_bgr.shape[0]} differs from the video's {self.size[0]}x{self.size[1]}")
+        self._writer.write(np.ascontiguousarray(frame_bgr))
+        self.frames += 1
+
+    def close(self, commit: bool = True) -> Path | None:
+        self._writer.release()
+        if commit and self.frames:
+            os.chmod(self._tmp, 0o666 & ~current_umask())  # mkstemp's 0600 is for the temp file only
+            os.replace(self._tmp, self.path)
+            return self.path
+        Path(self._tmp).unlink(missing_ok=True)
+        return None
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        self.close(commit=exc_type is None)
+
+
+# -- files --------------------------------------------------------------------------------------
+def read_frames(cap: cv2.VideoCapture, prefetch: int = 8) -> Iterator[np.ndarray]:
+    """Every frame of a file, decoded in a thread `prefetch` frames ahead of the consumer."""
+    frames: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            ok, frame = cap.read()
+            item = frame if ok else None
+            while not stop.is_set():
+                try:
+                    frames.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if item is None:
+                return
+
+    thread = threading.Thread(target=reader, name="stylenet-decode", daemon=True)
+    thread.start()
+    try:
+        while (frame := frames.get()) is not None:
+            yield frame
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+@dataclass
+class VideoStats:
+    frames: int
+    fps: float
+    size: tuple[int, int]
+    seconds: float
+    output: Path | None = None
+
+
+def stylize_video(stylizer, src: str | os.PathLike, dst: str | os.PathLike, *, batch_size: int = 4,
+                  progress: bool = True, **options) -> VideoStats:
+    """Stylize every frame of a video file into `dst`, keeping frame rate and size (not audio).
+
+    Frames are decoded ahead in a thread and stylized in batches; options go to
+    Stylizer.stylize (strength, preserve_color, tile).
+    """
+    from tqdm.auto import tqdm
+
+    cap = open_capture(Path(src))
+    try:
+        fps = capture_fps(cap)
+        size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        start = time.perf_counter()
+        with VideoWriter(dst, fps, size) as writer, tqdm(total=total, unit="frame", disable=not progress,
+                                                        desc=Path(src).name, dynamic_ncols=True) as bar:
+            batch: list[np.ndarray] = []
+            for frame in read_frames(cap, prefetch=2 * batch_size):
+                batch.append(frame)
+                if len(batch) == batch_size:
+                    _write_batch(stylizer, batch, writer, options)
+                    bar.update(len(batch))
+                    batch = []
+            if batch:
+                _write_batch(stylizer, batch, writer, options)
+                bar.update(len(batch))
+            if not writer.frames:
+                raise VideoError(f"no frames could be read from {src}")
+        return VideoStats(writer.frames, fps, size, time.perf_counter() - start, Path(dst))
+    finally:
+        cap.release()
+
+
+def _write_batch(stylizer, batch: list[np.ndarray], writer: VideoWriter, options: dict) -> None:
+    for out in stylizer.stylize(np.stack(batch), bgr=True, **options):
+        writer.write(out)
+
+
+# -- live ---------------------------------------------------------------------------------------
+class LatestFrame:
+    """A capture thread holding only the newest frame: slow consumers skip frames, never lag.
+
+    pace_fps plays a video file at its frame rate, so it behaves like a camera. drop=False
+    makes the thread wait for the consumer instead (every frame of a file, still read ahead).
+    """
+
+    def __init__(self, cap, pace_fps: float | None = None, drop: bool = True):
+        self._cap, self._pace, self._drop = cap, pace_fps, drop
+        self._cond = threading.Condition()
+        self._frame: np.ndarray | None = None
+        self._ended = False
+        self._stop = threading.Event()
+        self.captured = self.dropped = 0
+        self._thread = threading.Thread(target=self._run, name="stylenet-capture", daemon=True)
+
+    def start(self) -> LatestFrame:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        due = time.perf_counter()
+        try:
+            while not self._stop.is_set():
+                ok, frame = self._cap.read()
+                if not ok:
+                    break
+                if self._pace:
+                    due += 1.0 / self._pace
+                    time.sleep(max(0.0, due - time.perf_counter()))
+                with self._cond:
+                    if not self._drop:
+                        self._cond.wait_for(lambda: self._frame is None or self._stop.is_set())
+                    if self._frame is not None:
+                        self.dropped += 1
+                    self._frame = frame
+                    self.captured += 1
+                    self._cond.notify_all()
+        finally:
+            with self._cond:
+                self._ended = True
+                self._cond.notify_all()
+
+    def get(self, timeout: float | None = None) -> np.ndarray | None:
+        """The newest frame not yet taken; None once the source has ended. TimeoutError if none came."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._frame is not None or self._ended, timeout):
+                raise TimeoutError
+            frame, self._frame = self._frame, None
+            self._cond.notify_all()
+            return frame
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+
+
+@dataclass
+class LiveState:
+    """What the keys change while the window is open."""
+
+    index: int = 0
+    side_by_side: bool = False
+    preserve_color: bool = False
+    snapshot: bool = False
+    quit: bool = False
+
+
+KEYS_HELP = "keys: n/p or 1-9 style, o side-by-side, c keep colours, s snapshot, q/Esc quit"
+
+
+def handle_key(key: int, state: LiveState, n_styles: int) -> LiveState:
+    """Apply one cv2.waitKey code to the state (-1/255: no key)."""
+    key &= 0xFF
+    char = chr(key).lower() if 32 <= key < 127 else ""
+    if key == 27 or char == "q":
+        state.quit = True
+    elif char == "n" or key == 83:  # n or →
+        state.index = (state.index + 1) % n_styles
+    elif char == "p" or key == 81:  # p or ←
+        state.index = (state.index - 1) % n_styles
+    elif char.isdigit() and 1 <= int(char) <= n_styles:
+        state.index = int(char) - 1
+    elif char == "o":
+        state.side_by_side = not state.side_by_side
+    elif char == "c":
+        state.preserve_color = not state.preserve_color
+    elif char == "s":
+        state.snapshot = True
+    return state
+
+
+def compose_view(frame: np.ndarray, stylized: np.ndarray, side_by_side: bool) -> np.ndarray:
+    return np.concatenate([frame, stylized], axis=1) if side_by_side else stylized
+
+
+def draw_overlay(image: np.ndarray, text: str) -> np.ndarray:
+    """Text in the top-left corner, dark outline under light fill: readable on any picture."""
+    scale = max(0.4, image.shape[0] / 720)
+    org = (int(10 * scale), int(28 * scale))
+    cv2.putText(image, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), max(2, int(4 * scale)), cv2.LINE_AA)
+    cv2.putText(image, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), max(1, int(1.5 * scale)), cv2.LINE_AA)
+    return image
+
+
+class FpsMeter:
+    """Frames per second, smoothed over the last `window` frames (for the overlay)."""
+
+    def __init__(self, window: int = 30):
+        self.times: list[float] = []
+        self.window = window
+
+    def tick(self) -> float:
+        self.times = (self.times + [time.perf_counter()])[-self.window - 1:]
+        return self.fps
+
+    @property
+    def fps(self) -> float:
+        if len(self.times) < 2:
+            return 0.0
+        return (len(self.times) - 1) / max(1e-9, self.times[-1] - self.times[0])
+
+
+def open_window(name: str) -> None:
+    try:
+        cv2.namedWindow(name, cv2.WINDOW_AUTOSIZE)
+    except cv2.error:
+        raise NoGUIError("no GUI available: install opencv-python or use headless=true output=OUT.mp4") from None
+
+
+@dataclass
+class LiveStats:
+    frames: int
+    seconds: float
+    dropped: int
+    output: Path | None = None
+    snapshots: list[Path] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def run_live(stylizers: Sequence, source=0, *, headless: bool = False, output: str | os.PathLike | None = None,
+             max_frames: int = 0, strength: float = 1.0, preserve_color: bool = False, side_by_side: bool = False,
+             overlay: bool = True, snapshot_dir: str | os.PathLike = "snapshots", window: str = "stylenet",
+             realtime: bool = True, first_frame_timeout: float = 10.0, log: Callable[[str], None] = print) -> LiveStats:
+    """The webcam loop: capture thread → stylize the newest frame → window (or file when headless).
+
+    A video file source plays like a camera (at its frame rate, late frames dropped) unless
+    realtime=False: then every frame is shown, as fast as inference allows.
+    """
+    if not stylizers:
+        raise ValueError("no styles given")
+    src = parse_source(source)
+    cap = open_capture(src)
+    fps_src = capture_fps(cap)
+    camera = isinstance(src, int)
+    grabber = LatestFrame(cap, pace_fps=fps_src if realtime and not camera else None, drop=realtime or camera)
+    state = LiveState(side_by_side=side_by_side, preserve_color=preserve_color)
+    meter, writer, frames, snapshots = FpsMeter(), None, 0, []
+    start, completed = None, False
+    try:
+        if not headless:
+            open_window(window)
+            log(KEYS_HELP)
+        grabber.start()
+        timeout = first_frame_timeout
+        while not max_frames or frames < max_frames:
+            try:
+                frame = grabber.get(timeout)
+            except TimeoutError:
+                raise CameraError(f"{'camera ' + str(src) if camera else src} delivered no frame within {timeout:g} s") from None
+            if frame is None:
+                break
+            start = start or time.perf_counter()
+            style = stylizers[state.index]
+            stylized = style.stylize(frame, bgr=True, strength=strength, preserve_color=state.preserve_color)
+            view = compose_view(frame, stylized, state.side_by_side)
+            meter.tick()
+            if overlay:
+                draw_overlay(view, f"{style.name}  {meter.fps:.1f} FPS")
+            frames += 1
+            if headless:
+                if output is not None:
+                    writer = writer or VideoWriter(output, fps_src, (view.shape[1], view.shape[0]))
+                    writer.write(view)
+            else:
+                cv2.imshow(window, view)
+                handle_key(cv2.waitKey(1), state, len(stylizers))
+                if state.snapshot:
+                    snapshots.append(save_snapshot(view, snapshot_dir, style.name))
+                    log(f"snapshot: {snapshots[-1]}")
+                    state.snapshot = False
+                if state.quit:
+                    break
+        completed = True
+    except KeyboardInterrupt:
+        completed = True
+    finally:
+        seconds = time.perf_counter() - start if start else 0.0
+        grabber.stop()
+        cap.release()
+        written = writer.close(commit=completed) if writer else None
+        if not headless:
+            try:
+                cv2.destroyAllWindows()
+            except cv2.error:
+                pass
+    return LiveStats(frames, seconds, grabber.dropped, written, snapshots)
+
+
+def save_snapshot(view_bgr: np.ndarray, folder: str | os.PathLike, name: str) -> Path:
+    from PIL import Image
+
+    from .imageio import save_image
+
+    stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{int(time.time() * 1000) % 1000:03d}"
+    return save_image(Image.fromarray(np.ascontiguousarray(view_bgr[..., ::-1])), Path(folder) / f"{name}_{stamp}.png")

@@ -1,0 +1,263 @@
+"""Video files and the live loop: frame count, size and fps kept; late frames dropped; clear errors."""
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from stylenet.inference import Stylizer
+from stylenet.video import (CameraError, LatestFrame, LiveState, VideoError, VideoWriter, compose_view, handle_key,
+                            run_live, stylize_video)
+
+ROOT = Path(__file__).resolve().parents[1]
+W, H, FPS = 64, 48, 15.0
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # CLI subprocesses: same reason as _one_thread
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny images: OpenMP sync costs more than a second thread gains (a lot more on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_video(path: Path, frames: int = 12, fps: float = FPS, size=(W, H)) -> Path:
+    """A moving bar on a gradient: every frame different, decodable everywhere."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    assert writer.isOpened()
+    for i in range(frames):
+        frame = np.zeros((size[1], size[0], 3), np.uint8)
+        frame[..., 0] = np.linspace(0, 255, size[0], dtype=np.uint8)[None]
+        frame[:, (4 * i) % size[0]:(4 * i) % size[0] + 6, 1] = 255
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def probe(path: Path) -> tuple[int, float, int, int]:
+    """(frames actually decodable, fps, width, height)."""
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    info = (n, cap.get(cv2.CAP_PROP_FPS), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    cap.release()
+    return info
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"script_{name}", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def export_path(tiny_checkpoint) -> Path:
+    (path,) = tiny_checkpoint.parent.glob("*.safetensors")
+    return path
+
+
+@pytest.fixture(scope="module")
+def stylizer(export_path) -> Stylizer:
+    return Stylizer.load(export_path, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return make_video(tmp_path_factory.mktemp("video") / "clip.mp4")
+
+
+def test_stylize_video_keeps_frames_size_and_fps(stylizer, clip, tmp_path):
+    out = tmp_path / "styled.mp4"
+    stats = stylize_video(stylizer, clip, out, batch_size=5, progress=False)
+    assert (stats.frames, stats.size, stats.fps) == (12, (W, H), FPS)
+    frames, fps, w, h = probe(out)
+    assert (frames, fps, w, h) == (12, FPS, W, H)
+    assert [p.name for p in tmp_path.iterdir()] == ["styled.mp4"]  # temp file renamed into place
+    cap = cv2.VideoCapture(str(out))
+    got = cap.read()[1].astype(float)
+    first = cv2.VideoCapture(str(clip)).read()[1]
+    want = stylizer.stylize(first, bgr=True).astype(float)
+    assert np.abs(got - want).mean() < 12 < np.abs(got - first).mean()  # it is the stylized frame (lossy codec)
+
+
+def test_video_errors(stylizer, tmp_path, clip):
+    with pytest.raises(VideoError, match="video not found"):
+        stylize_video(stylizer, tmp_path / "none.mp4", tmp_path / "o.mp4", progress=False)
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_text("hello")
+    with pytest.raises(VideoError, match="cannot read video"):
+        stylize_video(stylizer, not_video, tmp_path / "o.mp4", progress=False)
+    with pytest.raises(VideoError, match="not a video file name; use .mp4 or .avi"):
+        stylize_video(stylizer, clip, tmp_path / "o.png", progress=False)
+    assert not (tmp_path / "o.mp4").exists()
+
+
+class FakeCamera:
+    """A 'camera' delivering numbered frames as fast as asked: frame[0,0,0] is its number."""
+
+    def __init__(self, n: int):
+        self.n, self.i = n, 0
+
+    def read(self):
+        if self.i >= self.n:
+            return False, None
+        self.i += 1
+        time.sleep(0.002)
+        return True, np.full((4, 4, 3), self.i % 256, np.uint8)
+
+
+def test_capture_thread_drops_late_frames_never_queues():
+    grabber = LatestFrame(FakeCamera(60)).start()
+    got = []
+    while (frame := grabber.get(timeout=5)) is not None:
+        got.append(int(frame[0, 0, 0]))
+        time.sleep(0.02)  # inference slower than the camera
+    grabber.stop()
+    assert grabber.captured == 60 and got[-1] == 60  # the newest frame is never lost
+    assert got == sorted(got) and len(got) < 30  # in order, most frames skipped...
+    assert grabber.dropped == 60 - len(got)  # ...and every capture is either shown or dropped
+
+
+def test_keys_switch_style_toggle_views_snapshot_and_quit():
+    state = LiveState()
+    assert handle_key(ord("n"), state, 3).index == 1
+    assert handle_key(ord("n"), state, 3).index == 2
+    assert handle_key(ord("n"), state, 3).index == 0
+    assert handle_key(ord("p"), state, 3).index == 2
+    assert handle_key(ord("1"), state, 3).index == 0 and handle_key(ord("9"), state, 3).index == 0
+    assert handle_key(ord("o"), state, 3).side_by_side and not handle_key(ord("o"), state, 3).side_by_side
+    assert handle_key(ord("c"), state, 3).preserve_color
+    assert handle_key(ord("s"), state, 3).snapshot
+    assert not handle_key(-1, state, 3).quit
+    assert handle_key(27, LiveState(), 3).quit and handle_key(ord("Q"), LiveState(), 3).quit
+    frame = np.zeros((4, 6, 3), np.uint8)
+    assert compose_view(frame, frame + 1, True).shape == (4, 12, 3)
+
+
+def test_live_loop_headless_writes_n_frames(stylizer, clip, tmp_path):
+    out = tmp_path / "live.avi"
+    stats = run_live([stylizer, stylizer], str(clip), headless=True, output=out, max_frames=4, side_by_side=True,
+                     realtime=False, log=lambda s: None)
+    assert stats.frames == 4 and stats.fps > 0 and stats.output == out
+    frames, fps, w, h = probe(out)
+    assert (frames, fps, w, h) == (4, FPS, 2 * W, H)
+    every = run_live([stylizer], str(clip), headless=True, realtime=False, log=lambda s: None)
+    assert (every.frames, every.dropped, every.output) == (12, 0, None)  # not realtime: no frame skipped
+
+
+def test_no_camera_is_a_clear_error():
+    with pytest.raises(CameraError, match="no camera at index 99 .*source=VIDEO_FILE"):
+        run_live([object()], 99, headless=True)
+
+
+def test_writer_rejects_sizes_it_was_not_opened_for(tmp_path):
+    with VideoWriter(tmp_path / "a.mp4", 10, (W, H)) as writer:
+        with pytest.raises(VideoError, match="frame size 32x32 differs"):
+            writer.write(np.zeros((32, 32, 3), np.uint8))
+        writer.write(np.zeros((H, W, 3), np.uint8))
+    assert probe(tmp_path / "a.mp4")[0] == 1
+
+
+def test_webcam_cli_errors(capsys, export_path):
+    webcam = load_script("webcam")
+    assert webcam.main([f"model={export_path}", "source=99"]) == 2
+    assert "error: no camera at index 99" in capsys.readouterr().err
+    assert webcam.main([f"model={export_path}", "output=x.mp4"]) == 2
+    assert "output= is written only with headless=true" in capsys.readouterr().err
+    assert webcam.main(["model=nonexistent_style"]) == 2
+    assert "no model file or exported preset named 'nonexistent_style'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_stylize_cli_video_image_folder_and_preset(export_path, clip, tmp_path):
+    script = str(ROOT / "scripts" / "stylize.py")
+    preset = tmp_path / "checkpoints" / "wave"
+    preset.mkdir(parents=True)
+    (preset / "wave.safetensors").write_bytes(export_path.read_bytes())
+    run = subprocess.run([sys.executable, script, "model=wave", f"input={clip}", "output=out/clip.mp4"],
+                         capture_output=True, text=True, cwd=tmp_path, env=ENV)
+    assert run.returncode == 0, run.stderr
+    assert probe(tmp_path / "out" / "clip.mp4") == (12, FPS, W, H)
+    assert "audio is not copied" in run.stderr and "12/12" in run.stderr  # the note and the progress bar
+    # image and folder, in-process (same code path as the CLI, without another interpreter start)
+    stylize = load_script("stylize")
+    photos = tmp_path / "photos" / "sub"
+    photos.mkdir(parents=True)
+    for i, size in enumerate([(33, 21), (40, 40)]):
+        cv2.imwrite(str(photos / f"p{i}.jpg"), np.full((size[1], size[0], 3), 60 * i + 40, np.uint8))
+    assert stylize.main([f"model={export_path}", f"input={tmp_path / 'photos'}", f"output={tmp_path / 'styled'}", "progress=false"]) == 0
+    assert sorted(p.name for p in (tmp_path / "styled" / "sub").iterdir()) == ["p0.jpg", "p1.jpg"]
+    assert cv2.imread(str(tmp_path / "styled" / "sub" / "p0.jpg")).shape == (21, 33, 3)
+    assert stylize.main([f"model={export_path}", f"input={photos / 'p0.jpg'}", f"output={tmp_path / 'p0.npy'}"]) == 0
+    arr = np.load(tmp_path / "p0.npy")
+    assert arr.shape == (21, 33, 3) and arr.dtype == np.float32
+
+
+def test_stylize_cli_errors(capsys, export_path, tmp_path):
+    stylize = load_script("stylize")
+    assert stylize.main([f"model={export_path}", "input=missing.jpg", "output=o.png"]) == 2
+    assert capsys.readouterr().err.strip() == "error: input not found: missing.jpg"
+    assert stylize.main(["input=a.jpg", "output=b.png"]) == 2
+    assert "error: missing model=..." in capsys.readouterr().err
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")
+    assert stylize.main([f"model={bad}", f"input={bad}", "output=o.png"]) == 2
+    assert "truncated or corrupt" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_webcam_cli_headless_on_a_video_source(export_path, tmp_path):
+    clip = make_video(tmp_path / "cam.mp4", frames=30)
+    out = tmp_path / "live.mp4"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "webcam.py"), f"model={export_path},{export_path}", f"source={clip}",
+         "headless=true", f"output={out}", "max_frames=6", "realtime=false"], capture_output=True, text=True, cwd=tmp_path, env=ENV)
+    assert run.returncode == 0, run.stderr
+    assert probe(out) == (6, FPS, W, H)
+    lines = run.stdout.strip().splitlines()
+    assert lines[0] == "styles: 1=hokusai, 2=hokusai" and "frames: 6" in run.stdout
+    fps = re.fullmatch(r"fps: (\d+\.\d+)", lines[-1])
+    assert fps and float(fps.group(1)) > 0
+
+
+class EndlessCamera(FakeCamera):
+    def __init__(self):
+        super().__init__(n=10**9)
+
+    def get(self, prop):
+        return 0.0
+
+    def release(self):
+        pass
+
+
+def test_capture_and_inference_overlap(stylizer, monkeypatch):
+    """The camera keeps being read while a frame is stylized; frames captured meanwhile are dropped."""
+    monkeypatch.setattr("stylenet.video.open_capture", lambda source: EndlessCamera())
+    names = []
+    original = stylizer.stylize
+
+    def slow(*args, **kwargs):
+        names.append({t.name for t in threading.enumerate()})
+        time.sleep(0.05)
+        return original(*args, **kwargs)
+
+    stylizer.stylize = slow
+    try:
+        stats = run_live([stylizer], 0, headless=True, max_frames=3, log=lambda s: None)
+    finally:
+        del stylizer.stylize
+    assert stats.frames == 3 and all("stylenet-capture" in n for n in names) and stats.dropped >= 1
