@@ -49,6 +49,21 @@ def tv_loss(image: torch.Tensor) -> torch.Tensor:
     return dy.float().pow(2).mean() + dx.float().pow(2).mean()
 
 
+def tv_beta_loss(image: torch.Tensor, beta: float = 2.0, eps: float = 1e-8) -> torch.Tensor:
+    """Mahendran & Vedaldi's V^β: mean of (dx² + dy²)^(β/2); β < 2 keeps edges, β = 1 is classic TV.
+
+    `eps` keeps the gradient finite where the image is flat and β < 2.
+    """
+    dy = image[..., 1:, :-1] - image[..., :-1, :-1]
+    dx = image[..., :-1, 1:] - image[..., :-1, :-1]
+    return (dx.float().pow(2) + dy.float().pow(2) + eps).pow(beta / 2).mean()
+
+
+def alpha_norm_loss(image: torch.Tensor, alpha: float = 6.0, center: float = 0.5) -> torch.Tensor:
+    """Mahendran & Vedaldi's α-norm: mean |x − center|^α; a large α penalises only out-of-range pixels."""
+    return (image.float() - center).abs().pow(alpha).mean()
+
+
 def perceptual_loss(
     output_features: Mapping[str, torch.Tensor],
     content_features: Mapping[str, torch.Tensor],

@@ -9,6 +9,8 @@ Naming (nothing else in stylenet holds a layer index):
 
 The network is truncated after the deepest requested layer, normalises its [0,1] RGB
 input with ImageNet statistics itself, and returns every requested layer from one pass.
+The pseudo-layer `logits` (the classifier's class scores) makes a class addressable by
+name like any channel (activation maximisation); asking for it keeps the whole network.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 NETWORKS = ("vgg16", "vgg19", "squeezenet1_1")
 DOWNLOAD_TIMEOUT_S = 10
+LOGITS = "logits"
 
 
 class LossNetworkError(RuntimeError):
@@ -77,6 +80,13 @@ def _named_features(model: nn.Module) -> tuple[list[str], nn.Sequential]:
     features = model.features
     names = _squeezenet_names(features) if "squeezenet" in type(model).__name__.lower() else _vgg_names(features)
     return names, features
+
+
+def _head(model: nn.Module) -> nn.Sequential:
+    """torchvision's classifier after `features`: (B,C,H,W) features → (B,1000) class scores."""
+    if "squeezenet" in type(model).__name__.lower():
+        return nn.Sequential(model.classifier, nn.Flatten(1))
+    return nn.Sequential(model.avgpool, nn.Flatten(1), model.classifier)
 
 
 def _load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
@@ -144,14 +154,15 @@ class LossNetwork(nn.Module):
         names, features = _named_features(model)
         self.network = network
         self.layers = list(dict.fromkeys(layers))
-        unknown = [n for n in self.layers if n not in names]
+        unknown = [n for n in self.layers if n not in names and n != LOGITS]
         if unknown:
-            raise LossNetworkError(f"{network} has no layer(s) {unknown}; it has: {', '.join(names)}")
-        deepest = max(names.index(n) for n in self.layers)
+            raise LossNetworkError(f"{network} has no layer(s) {unknown}; it has: {', '.join(names)}, {LOGITS}")
+        deepest = len(names) - 1 if LOGITS in self.layers else max(names.index(n) for n in self.layers)
         self.features = nn.Sequential(OrderedDict(zip(names[: deepest + 1], list(features)[: deepest + 1])))
         for module in self.features:
             if isinstance(module, nn.ReLU):
                 module.inplace = False  # a returned activation must not be overwritten by the next layer
+        self.head = _head(model) if LOGITS in self.layers else None
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
@@ -168,4 +179,6 @@ class LossNetwork(nn.Module):
             x = module(x)
             if name in wanted:
                 out[name] = x
+        if self.head is not None:
+            out[LOGITS] = self.head(x)
         return out

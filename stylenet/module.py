@@ -7,6 +7,7 @@ loss network is rebuilt from config, never saved in checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections.abc import Mapping
@@ -32,6 +33,54 @@ def _plain(cfg) -> dict:
     except ImportError:  # pragma: no cover
         pass
     return dict(cfg)
+
+
+# -- speed switches (configs/speed/*.yaml; docs/speed.md) ----------------------------------
+#: on/off switches; each may also be `auto` (decided per device by `resolve_speed`)
+SPEED_SWITCHES = ("single_pass", "truncate_content", "channels_last", "autocast", "compile", "cudnn_benchmark", "lossnet_half")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True where oneDNN runs bf16 convolutions natively (AMX or AVX512-BF16); elsewhere CPU bf16 is emulated and slower."""
+    cpu = getattr(torch, "cpu", None)
+    try:
+        return bool(cpu._is_amx_tile_supported() or cpu._is_avx512_bf16_supported())
+    except AttributeError:  # pragma: no cover - older torch
+        return False
+
+
+def resolve_speed(speed: Mapping | None, device: torch.device | str = "cpu") -> dict:
+    """The speed switches with every `auto` decided for `device`; a missing switch is off.
+
+    `speed={}` is therefore the classic recipe (configs/speed/reference.yaml). What `auto`
+    means, measured on the hardware (docs/speed.md): autocast = bf16 on a bf16 GPU and on
+    CPUs with native bf16; lossnet_half = on a bf16 GPU; compile = on a GPU only
+    (Inductor's first-step compile costs minutes on a small CPU); the rest: on.
+    """
+    speed = _plain(speed or {})
+    kind = device.type if isinstance(device, torch.device) else str(device).split(":")[0]
+    cuda = kind == "cuda" and torch.cuda.is_available()
+    bf16 = (cuda and torch.cuda.is_bf16_supported()) or (kind == "cpu" and cpu_has_fast_bf16())
+    auto = {"single_pass": False, "truncate_content": True, "channels_last": kind in ("cuda", "cpu"),
+            "autocast": bf16, "compile": cuda, "cudnn_benchmark": cuda, "lossnet_half": cuda and bf16}
+    resolved = {}
+    for key in SPEED_SWITCHES:
+        value = speed.get(key, False)
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            value = value.lower() == "true"
+        resolved[key] = auto[key] if value in ("auto", None) and key in speed else bool(value)
+    resolved["compile_backend"] = speed.get("compile_backend") or "inductor"
+    resolved["compile_mode"] = speed.get("compile_mode") or None
+    return resolved
+
+
+def is_compiled(module: torch.nn.Module) -> bool:
+    """Whether `module.compile()` is in effect (nn.Module.compile keeps state_dict keys)."""
+    return getattr(module, "_compiled_call_impl", None) is not None
+
+
+def _uncompile(module: torch.nn.Module) -> None:
+    module._compiled_call_impl = None  # undoes nn.Module.compile(): calls go to the eager forward again
 
 
 class StyleTransferModule(pl.LightningModule):
@@ -67,7 +116,7 @@ class StyleTransferModule(pl.LightningModule):
     @torch.no_grad()
     def set_style(self, style_image: torch.Tensor) -> None:
         """Compute the style's Gram targets once, from a (1,3,H,W) image in [0,1]."""
-        features = self.lossnet(style_image.to(self.device, torch.float32))
+        features = self.lossnet(style_image.to(self.device, self.lossnet.mean.dtype))  # bf16 under speed.lossnet_half
         for name in self.style_layers:
             setattr(self, GRAM_PREFIX + name, gram(features[name]))
 
@@ -92,25 +141,116 @@ class StyleTransferModule(pl.LightningModule):
         for key, value in self.lossnet.state_dict().items():
             state.setdefault(f"lossnet.{key}", value)
 
+    # -- speed switches (resolved per device; applied by setup_speed at fit start) ---------
+    def speed_switches(self, device: torch.device | str | None = None) -> dict:
+        """`hparams.speed` with `auto` decided for `device` (default: the module's device)."""
+        kind = torch.device(device if device is not None else self.device).type
+        cached = getattr(self, "_speed_cache", None)
+        if cached is None or cached[0] != kind:
+            cached = self._speed_cache = (kind, resolve_speed(self.hparams.speed, kind))
+        return cached[1]
+
+    def setup_speed(self, step_context=None) -> dict:
+        """Apply the speed switches for the module's current device; idempotent.
+
+        Memory format and loss-network dtype are set here; with `compile`, both networks
+        (and the truncated content pass) are compiled in place and one trial step on a
+        batch of the training shape runs at once, inside `step_context()` (the trainer's
+        autocast), so that a compiler failure falls back to eager with a warning instead
+        of failing the run at its first step. Returns the resolved switches.
+        """
+        speed = self.speed_switches()
+        fmt = torch.channels_last if speed["channels_last"] else torch.contiguous_format
+        self.transformer.to(memory_format=fmt)
+        self.lossnet.to(memory_format=fmt)
+        self.lossnet.to(torch.bfloat16 if speed["lossnet_half"] else torch.float32)
+        compiled = is_compiled(self.transformer)
+        if speed["compile"] and not compiled:
+            self._compile(speed, step_context)
+        elif compiled and not speed["compile"]:
+            self._drop_compiled()
+        return speed
+
+    def _compile(self, speed: dict, step_context=None) -> None:
+        # static shapes: training batches all share one shape (drop_last); the sample grid's
+        # other shape gets its own graph instead of turning the training graph dynamic
+        options = {"backend": speed["compile_backend"], "mode": speed["compile_mode"], "dynamic": False}
+        try:
+            self.transformer.compile(**options)
+            self.lossnet.compile(**options)
+            self._content_pass_compiled = torch.compile(self._content_features, **options)
+            self._trial_step(step_context)
+        except Exception as exc:  # noqa: BLE001 - any compiler/backend failure means: run eager
+            self._drop_compiled()
+            first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:300]
+            warnings.warn(
+                f"torch.compile failed ({exc.__class__.__name__}: {first}); training continues without "
+                "compilation (set speed.compile=false to skip the attempt)", RuntimeWarning, stacklevel=2,
+            )
+
+    def _drop_compiled(self) -> None:
+        _uncompile(self.transformer)
+        _uncompile(self.lossnet)
+        self._content_pass_compiled = None
+
+    def _trial_step(self, step_context=None) -> None:
+        """One forward+backward on a batch of the training shape: compiles now, changes nothing."""
+        grams = self.target_grams
+        if not grams or next(iter(grams.values())).numel() == 0:
+            return  # no style yet: compilation errors (if any) surface at the first step
+        size = int(self.hparams.image_size)
+        generator = torch.Generator().manual_seed(0)  # leaves the global RNG (data order) alone
+        batch = torch.rand(int(self.hparams.batch_size), 3, size, size, generator=generator).to(self.device)
+        was_training = self.training
+        self.train()
+        try:
+            with torch.enable_grad(), (step_context() if step_context else contextlib.nullcontext()):
+                loss = self.compute_losses(batch)["loss"]
+            loss.backward()
+        finally:
+            for p in self.transformer.parameters():
+                p.grad = None
+            self.train(was_training)
+
+    def _content_features(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The loss network cut after the content layer (the content batch needs nothing deeper)."""
+        net = self.lossnet
+        layers = dict(net.features.named_children())
+        if self.content_layer not in layers:
+            return net(content)
+        x = (content - net.mean.to(content.dtype)) / net.std.to(content.dtype)  # as LossNetwork.forward
+        for name, layer in layers.items():
+            x = layer(x)
+            if name == self.content_layer:
+                return {name: x}
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _content_pass(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
+        compiled = getattr(self, "_content_pass_compiled", None)
+        return (compiled or self._content_features)(content)
+
     # -- training --------------------------------------------------------------------------
     def forward(self, content: torch.Tensor) -> torch.Tensor:
         return self.transformer(content)
 
     def compute_losses(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
         """One training objective evaluation: stylize the batch and score it."""
-        speed = self.hparams.speed
-        if speed.get("channels_last"):
+        speed = self.speed_switches(content.device)
+        if speed["channels_last"]:
             content = content.contiguous(memory_format=torch.channels_last)
         stylized = self.transformer(content)
-        if speed.get("single_pass", True):
-            features = self.lossnet(torch.cat([content, stylized.to(content.dtype)]))
+        dtype = self.lossnet.mean.dtype  # bf16 under speed.lossnet_half (Grams are still fp32)
+        if speed["single_pass"]:
+            # one pass over 2B images; its backward also runs over all 2B (see docs/speed.md)
+            features = self.lossnet(torch.cat([content.to(dtype), stylized.to(dtype)]))
             b = content.shape[0]
             content_features = {k: v[:b].detach() for k, v in features.items()}
             output_features = {k: v[b:] for k, v in features.items()}
         else:
             with torch.no_grad():
-                content_features = self.lossnet(content)
-            output_features = self.lossnet(stylized)
+                content_pass = self._content_pass if speed["truncate_content"] else self.lossnet
+                content_features = content_pass(content.to(dtype))
+            output_features = self.lossnet(stylized.to(dtype))
         loss = self.hparams.loss
         return perceptual_loss(
             output_features, content_features, self.target_grams, stylized,
@@ -141,9 +281,13 @@ class StyleTransferModule(pl.LightningModule):
         optim = self.hparams.optim
         return torch.optim.Adam(self.transformer.parameters(), lr=self.effective_lr(), betas=tuple(optim.get("betas", (0.9, 0.999))))
 
+    def on_train_start(self) -> None:
+        t = self.trainer
+        print(f"[rank {t.global_rank}/{t.world_size}] training on {self.device}, "
+              f"{t.num_training_batches} batches of {self.hparams.batch_size} per epoch", flush=True)
+
     def on_fit_start(self) -> None:
-        if self.hparams.speed.get("channels_last"):
-            self.transformer.to(memory_format=torch.channels_last)
-            self.lossnet.to(memory_format=torch.channels_last)
+        precision = self.trainer.precision_plugin
+        self.setup_speed(step_context=precision.train_step_context)
         if self.trainer.is_global_zero and self.effective_lr() != float(self.hparams.optim["lr"]):
             warnings.warn(f"learning rate scaled to {self.effective_lr():.3g} for the global batch", stacklevel=1)

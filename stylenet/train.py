@@ -17,7 +17,7 @@ from .callbacks import SampleGrid
 from .data import DataError, StyleDataModule
 from .imageio import ImageError, load_tensor
 from .lossnet import LossNetworkError
-from .module import StyleTransferModule
+from .module import StyleTransferModule, resolve_speed
 from .styles import StyleError, resolve_style_image
 
 log = logging.getLogger("stylenet")
@@ -27,12 +27,13 @@ USER_ERRORS = (DataError, ImageError, LossNetworkError, StyleError, FileNotFound
 
 
 def resolve_precision(trainer_cfg, speed_cfg) -> str:
-    """trainer.precision wins; else speed.autocast (auto: bf16-mixed on a bf16-capable GPU)."""
+    """trainer.precision wins; else speed.autocast (auto: bf16-mixed on a bf16 GPU or a CPU with native bf16)."""
     if trainer_cfg.get("precision") not in (None, "auto"):
-        return str(trainer_cfg.precision)
-    autocast = speed_cfg.get("autocast", False)
-    if autocast == "auto":
-        autocast = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return str(trainer_cfg.get("precision"))
+    accelerator = str(trainer_cfg.get("accelerator") or "auto")
+    if accelerator in ("auto", "gpu"):
+        accelerator = "cuda" if torch.cuda.is_available() else ("cpu" if accelerator == "auto" else "cuda")
+    autocast = resolve_speed({"autocast": speed_cfg.get("autocast", False)}, accelerator)["autocast"]
     return "bf16-mixed" if autocast else "32-true"
 
 
@@ -67,8 +68,8 @@ def build_logger(cfg, run_dir: Path):
 def build(cfg: DictConfig, run_dir: Path):
     """Everything `fit` needs, built from config: (trainer, module, datamodule)."""
     pl.seed_everything(cfg.seed, workers=True)
-    if cfg.speed.get("cudnn_benchmark"):
-        torch.backends.cudnn.benchmark = True
+    # a process-wide flag: set from the switch either way (reference = cuDNN's default heuristics)
+    torch.backends.cudnn.benchmark = resolve_speed(cfg.speed, "cuda")["cudnn_benchmark"]
     style_path = resolve_style_image(cfg.style, mirrors=cfg.get("style_mirrors"))
     style_image = load_tensor(style_path, size=cfg.style.size)
     loss_cfg = OmegaConf.to_container(cfg.loss, resolve=True)
@@ -106,7 +107,7 @@ def run(cfg: DictConfig, run_dir: Path) -> Path:
     last = Path(cfg.checkpoint_dir) / "last.ckpt"
     trainer.save_checkpoint(last, weights_only=False)  # the final state, whatever the step count (all ranks)
     if trainer.is_global_zero:
-        grid = trainer.callbacks[1].last_path if isinstance(trainer.callbacks[1], SampleGrid) else None
+        grid = next((c.last_path for c in trainer.callbacks if isinstance(c, SampleGrid)), None)
         print(f"checkpoint: {last}")
         if grid:
             print(f"samples:    {grid}")
@@ -125,6 +126,7 @@ def main(cfg: DictConfig) -> None:
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # the frozen loss network, on purpose
     try:
         run(cfg, run_dir)
     except USER_ERRORS as exc:

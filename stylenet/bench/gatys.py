@@ -1,0 +1,238 @@
+"""`python scripts/benchmark.py mode=gatys model=EXPORT`: Gatys optimisation vs one pass of a
+trained network (Johnson et al. 2016, Table 1 and Fig. 5).
+
+For each content image (centre-cropped to a square) and size, the trained network runs
+once (timed, median of `repeats` after a warm-up), and L-BFGS over pixels runs
+max(iterations) iterations on the *same* objective: the loss config recorded in the
+model file (network, layers, content/style/TV weights × style scale) and the checkpoint's
+own Gram targets (a .ckpt) or the style image (an export). The Gatys results at each
+listed iteration count are snapshots of that one run, so their times are cumulative.
+Objective values are of the saved (clamped) images. Prints a table, writes a PNG.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+# see scripts/gatys.py: spinning OpenMP threads make timings meaningless on a shared CPU
+# (takes effect when this module is what first imports torch, as from scripts/benchmark.py)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import torch  # noqa: E402
+
+USAGE = """python scripts/benchmark.py mode=gatys model=PATH [content=FILE|DIR|[FILES]] [sizes=[256,512]]
+       [iterations=[100,300,500]] [init=noise|content] [style=PRESET|IMAGE] [loss_weights=PATH] [output=PNG]
+
+Gatys et al. (L-BFGS over pixels) vs one pass of the trained network at each size: seconds,
+speed-up, objective (content + style + TV with the model's own loss weights), and how many
+L-BFGS iterations reach the network's objective. Quick run: sizes=[256] iterations=[50,100]."""
+
+DEFAULTS = {
+    "model": None,                                # a .ckpt (uses its Gram targets) or a .safetensors export
+    "content": "../shared/data/content/chicago.jpg",  # an image, a folder of images, or a list
+    "max_images": 3,                              # at most this many images from a folder
+    "sizes": [256, 512],                          # square side in pixels
+    "iterations": [100, 300, 500],                # Gatys L-BFGS iteration counts to report
+    "init": "noise",                              # Gatys start: noise (as Gatys et al.) | content
+    "seed": 0,
+    "lbfgs_history": 100,
+    "repeats": 3,                                 # network timing: median of this many passes
+    "style": None,                                # exports only: preset name or image (default: the model's style)
+    "style_size": 512,                            # ... short side of the style image for its Grams
+    "loss_weights": None,                         # override the loss network weights path recorded in the model
+    "device": "cpu",
+    "precision": "auto",                          # the network's: auto = fp16 on a GPU, fp32 on CPU
+    "output": "outputs/benchmark/gatys.png",      # the side-by-side PNG
+    "threads": None,                              # torch.set_num_threads (null: torch's default)
+}
+
+
+def _content_paths(spec) -> list[Path]:
+    from ..imageio import IMAGE_EXTENSIONS, ImageError
+
+    specs = spec if isinstance(spec, list) else [spec]
+    paths: list[Path] = []
+    for item in specs:
+        p = Path(str(item))
+        if p.is_dir():
+            paths += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTENSIONS)
+        elif p.is_file():
+            paths.append(p)
+        else:
+            raise ImageError(f"content image not found: {p}")
+    if not paths:
+        raise ImageError(f"no images in {spec}")
+    return paths
+
+
+def square(image: torch.Tensor, size: int) -> torch.Tensor:
+    """Centre crop to a square, then resize to size × size (Johnson's 256², 512² inputs)."""
+    from ..preimage import resize
+
+    h, w = image.shape[-2:]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    return resize(image[..., top:top + s, left:left + s], (size, size))
+
+
+def _style_targets(cfg: dict, model_path: Path, metadata: dict, lossnet, layers) -> tuple[dict, str]:
+    """The Gram targets: the checkpoint's own buffers, else computed from the style image."""
+    if model_path.suffix == ".ckpt":
+        state = torch.load(model_path, map_location="cpu", weights_only=True).get("state_dict", {})
+        grams = {name: state.get(f"target_gram_{name}") for name in layers}
+        if all(g is not None and g.numel() for g in grams.values()):
+            return grams, "checkpoint Gram targets"
+    from omegaconf import OmegaConf
+
+    from ..imageio import load_tensor
+    from ..preimage import style_targets
+    from ..styles import CONFIG_DIR, StyleError, resolve_style_image
+
+    spec = cfg["style"] or metadata.get("style_name")
+    if spec and Path(str(spec)).is_file():
+        path = Path(str(spec))
+    else:
+        preset = CONFIG_DIR / "style" / f"{spec}.yaml"
+        if not preset.is_file():
+            raise StyleError(f"the model's style {spec!r} is not a preset; pass style=IMAGE")
+        path = resolve_style_image(OmegaConf.load(preset))
+    return style_targets(lossnet, load_tensor(path, int(cfg["style_size"])), layers), f"style image {path}"
+
+
+def _network_seconds(stylizer, x: torch.Tensor, repeats: int) -> tuple[torch.Tensor, float]:
+    y = stylizer.stylize_tensor(x)  # warm-up (allocator, oneDNN primitives)
+    times = []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        y = stylizer.stylize_tensor(x)
+        if y.is_cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return y.float().clamp(0, 1), statistics.median(times)
+
+
+def gatys_run(objective, x0: torch.Tensor, iterations: list[int], history_size: int, target: float):
+    """One L-BFGS run to max(iterations) → ({n: (seconds, image)}, reach, trace).
+
+    Pixels are kept valid straight-through (`stylenet.optimize`), so `trace[k]`, the
+    objective after k iterations (trace[0]: the start), is that of the clipped image a
+    user would save; `reach` is the first k ≥ 1 with trace[k] ≤ target, else None.
+    Seconds count only the optimiser, not the snapshot copies.
+    """
+    from ..optimize import optimize
+
+    wanted, snaps, clock = set(iterations), {}, {"timed": 0.0, "mark": 0.0}
+
+    def callback(step, image, _terms):
+        if image.is_cuda:
+            torch.cuda.synchronize()
+        clock["timed"] += time.perf_counter() - clock["mark"]
+        if step in wanted:
+            snaps[step] = (clock["timed"], image.clamp(0, 1))
+        clock["mark"] = time.perf_counter()
+
+    clock["mark"] = time.perf_counter()
+    result = optimize(x0, objective, steps=max(iterations), optimizer="lbfgs", lr=1.0, clamp="straight_through",
+                      lbfgs={"history_size": history_size}, callback=callback)
+    trace = [h["loss"] for h in result.history] + [result.final["loss"]]
+    reach = next((k for k, v in enumerate(trace) if k > 0 and v <= target), None)
+    return snaps, reach, trace
+
+
+def main(argv: list[str]) -> int:
+    from ..cli import parse_overrides
+
+    cfg = parse_overrides(argv, DEFAULTS, required=("model",), usage=USAGE)
+    from ..imageio import ImageError
+    from ..inference import ModelLoadError
+    from ..lossnet import LossNetworkError
+    from ..optimize import OptimizeError
+    from ..styles import StyleError
+
+    try:
+        run(cfg)
+    except (ModelLoadError, ImageError, LossNetworkError, StyleError, OptimizeError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run(cfg: dict) -> list[dict]:
+    """The benchmark; returns the table rows (also printed) and writes cfg['output']."""
+    from ..imageio import load_tensor, save_image
+    from ..inference import Stylizer
+    from ..lossnet import LossNetwork
+    from ..optimize import OptimizeError, initial_image
+    from ..preimage import contact_sheet, perceptual_weights, resize, style_transfer
+
+    if cfg["threads"]:
+        torch.set_num_threads(int(cfg["threads"]))
+    sizes, iterations = [int(s) for s in _as_list(cfg["sizes"])], sorted(int(n) for n in _as_list(cfg["iterations"]))
+    if not sizes or not iterations or min(iterations) < 1:
+        raise OptimizeError("sizes and iterations must be non-empty lists of positive numbers")
+    stylizer = Stylizer.load(cfg["model"], device=cfg["device"], precision=cfg["precision"])
+    model_path = Path(str(cfg["model"]))
+    loss = json.loads(stylizer.metadata.get("loss") or "{}")
+    if not loss:
+        raise OptimizeError(f"{model_path} records no loss config; cannot score its results")
+    if cfg["loss_weights"]:
+        loss["weights"] = cfg["loss_weights"]
+    weights = perceptual_weights(loss)
+    device = stylizer.device
+    lossnet = LossNetwork(loss["network"], [weights["content_layer"], *weights["style_layers"]], loss.get("weights")).to(device)
+    targets, source = _style_targets(cfg, model_path, stylizer.metadata, lossnet, list(weights["style_layers"]))
+    targets = {k: v.to(device) for k, v in targets.items()}
+    print(f"model {model_path} ({stylizer.name}); objective: {loss['network']} content {weights['content_layer']}×{weights['content_weight']:g}, "
+          f"style {'+'.join(weights['style_layers'])}×{weights['style_weight']:g}, tv×{weights['tv_weight']:g}; {source}; "
+          f"Gatys: L-BFGS from {cfg['init']}; device {device}, {torch.get_num_threads()} threads")
+
+    rows, tiles, labels = [], [], []
+    show = min(256, min(sizes))
+    for path in _content_paths(cfg["content"])[: int(cfg["max_images"])]:
+        photo = load_tensor(path)
+        for size in sizes:
+            x = square(photo, size).to(device)
+            objective = style_transfer(lossnet, x, targets, weights)
+            y, net_s = _network_seconds(stylizer, x, int(cfg["repeats"]))
+            with torch.no_grad():
+                net_terms = {k: float(v) for k, v in objective(y).items()}
+            gen = torch.Generator().manual_seed(int(cfg["seed"]))
+            x0 = initial_image(cfg["init"], (size, size), x, gen).to(device)
+            snaps, reach, trace = gatys_run(objective, x0, iterations, int(cfg["lbfgs_history"]), net_terms["loss"])
+            base = {"image": path.name, "size": size}
+            rows.append({**base, "method": "network", "iters": "-", "seconds": net_s, "speedup": 1.0, **net_terms})
+            tiles += [resize(x.cpu(), (show, show)), resize(y.cpu(), (show, show))]
+            labels += [f"{path.stem} {size}px", f"network {net_terms['loss']:.4g}"]
+            for n in iterations:
+                seconds, image = snaps[n]
+                with torch.no_grad():
+                    terms = {k: float(v) for k, v in objective(image).items()}
+                rows.append({**base, "method": "gatys", "iters": n, "seconds": seconds, "speedup": seconds / net_s, **terms})
+                tiles.append(resize(image.cpu(), (show, show)))
+                labels.append(f"gatys {n} it {terms['loss']:.4g}")
+            reach_text = f"{reach} iterations" if reach is not None else f"not within {max(iterations)} iterations"
+            marks = sorted({k for k in (0, 10, 50, 100) if k < len(trace)} | {len(trace) - 1})
+            print(f"{path.name} {size}²: network objective {net_terms['loss']:.4g}; Gatys reaches it after {reach_text} "
+                  f"(Gatys objective after {'/'.join(map(str, marks))} iterations: {'/'.join(f'{trace[k]:.4g}' for k in marks)})",
+                  flush=True)
+    print(format_table(rows))
+    out = save_image(contact_sheet(tiles, labels, nrow=2 + len(iterations)), cfg["output"])
+    print(f"side by side: {out}")
+    return rows
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def format_table(rows: list[dict]) -> str:
+    head = f"{'image':<16} {'size':>5} {'method':<8} {'iters':>5} {'seconds':>9} {'speedup':>9} {'content':>10} {'style':>10} {'tv':>9} {'objective':>10}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['image'][:16]:<16} {r['size']:>5} {r['method']:<8} {r['iters']!s:>5} {r['seconds']:>9.3f} "
+                     f"{r['speedup']:>9.1f} {r['content']:>10.4g} {r['style']:>10.4g} {r['tv']:>9.3g} {r['loss']:>10.4g}")
+    return "\n".join(lines)
