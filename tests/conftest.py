@@ -22,6 +22,17 @@ COCO = SHARED / "data" / "coco-sample"
 CHICAGO = SHARED / "data" / "content" / "chicago.jpg"
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+#: for CLI subprocesses on tiny inputs (see `one_thread`)
+SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny images: OpenMP sync costs more than a second thread gains (a lot more on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
@@ -84,3 +95,17 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     os.environ.setdefault("STYLENET_CACHE", str(tmp / "cache"))
     cfg = compose(tiny_overrides(tmp, make_images(tmp / "photos")))
     return run(cfg, tmp / "run")
+
+
+@pytest.fixture(scope="session")
+def export_path(tiny_checkpoint) -> Path:
+    """The style file the tiny training run exported at its end."""
+    (path,) = tiny_checkpoint.parent.glob("*.safetensors")
+    return path
+
+
+@pytest.fixture(scope="session")
+def stylizer(export_path):
+    from stylenet.inference import Stylizer
+
+    return Stylizer.load(export_path, device="cpu")

@@ -4,32 +4,24 @@ import contextlib
 import importlib.util
 import io
 import json
-import os
 import re
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors import safe_open
 
-from stylenet.export import PortableTransformer, check_onnx, export, export_checkpoint, export_torchscript
+from stylenet.export import PortableTransformer, check_onnx, export_checkpoint, export_torchscript
 from stylenet.inference import FORMAT, Stylizer, read_model_file
 from stylenet.transformer import TransformerNet
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # CLI subprocesses: same reason as _one_thread
+from .conftest import ROOT, SUBPROCESS_ENV
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny images: OpenMP sync costs more than a second thread gains (a lot more on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +168,7 @@ def test_graph_exports_default_next_to_their_source(exported, tmp_path):
 @pytest.mark.slow
 def test_export_cli_runs_standalone(tiny_checkpoint, tmp_path):
     run = subprocess.run([sys.executable, str(ROOT / "scripts" / "export.py"), f"ckpt={tiny_checkpoint}", f"out_dir={tmp_path}", "fp16=true"],
-                         capture_output=True, text=True, cwd=tmp_path, env=ENV)
+                         capture_output=True, text=True, cwd=tmp_path, env=SUBPROCESS_ENV)
     assert run.returncode == 0, run.stderr
     (path,) = tmp_path.iterdir()
     assert path.suffix == ".safetensors" and read_model_file(path).metadata["dtype"] == "float16"

@@ -5,7 +5,6 @@ import os
 import pickle
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,31 +16,11 @@ from stylenet.inference import (FORMAT, FrozenNormStats, ModelLoadError, Stylize
                                 receptive_radius, resolve_model, tile_starts, tiled_forward)
 from stylenet.transformer import TransformerNet
 
-from .conftest import CHICAGO
-
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # CLI subprocesses: same reason as _one_thread
+from .conftest import CHICAGO, ROOT, SUBPROCESS_ENV
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny images: OpenMP sync costs more than a second thread gains (a lot more on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
-
-@pytest.fixture(scope="module")
-def export_path(tiny_checkpoint) -> Path:
-    """The style file the tiny training run exported at its end."""
-    (path,) = tiny_checkpoint.parent.glob("*.safetensors")
-    return path
-
-
-@pytest.fixture(scope="module")
-def stylizer(export_path) -> Stylizer:
-    return Stylizer.load(export_path, device="cpu")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def photo(w: int = 45, h: int = 31) -> Image.Image:
@@ -55,7 +34,7 @@ def test_inference_imports_no_training_stack():
     code = ("import sys, stylenet.inference, stylenet.video; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'pytorch_lightning', 'lightning', 'hydra', "
             "'omegaconf', 'torchvision', 'wandb'}), [m for m in sys.modules if m in ('stylenet.lossnet', 'stylenet.module')])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True, env=ENV).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True, env=SUBPROCESS_ENV).stdout
     assert out.strip() == "[] []"
 
 

@@ -1,7 +1,6 @@
 """Video files and the live loop: frame count, size and fps kept; late frames dropped; clear errors."""
 
 import importlib.util
-import os
 import re
 import subprocess
 import sys
@@ -12,24 +11,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
-from stylenet.inference import Stylizer
 from stylenet.video import (CameraError, LatestFrame, LiveState, VideoError, VideoWriter, compose_view, handle_key,
                             run_live, stylize_video)
 
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import ROOT, SUBPROCESS_ENV
+
 W, H, FPS = 64, 48, 15.0
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # CLI subprocesses: same reason as _one_thread
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny images: OpenMP sync costs more than a second thread gains (a lot more on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_video(path: Path, frames: int = 12, fps: float = FPS, size=(W, H)) -> Path:
@@ -61,17 +52,6 @@ def load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture(scope="module")
-def export_path(tiny_checkpoint) -> Path:
-    (path,) = tiny_checkpoint.parent.glob("*.safetensors")
-    return path
-
-
-@pytest.fixture(scope="module")
-def stylizer(export_path) -> Stylizer:
-    return Stylizer.load(export_path, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +168,7 @@ def test_stylize_cli_video_image_folder_and_preset(export_path, clip, tmp_path):
     preset.mkdir(parents=True)
     (preset / "wave.safetensors").write_bytes(export_path.read_bytes())
     run = subprocess.run([sys.executable, script, "model=wave", f"input={clip}", "output=out/clip.mp4"],
-                         capture_output=True, text=True, cwd=tmp_path, env=ENV)
+                         capture_output=True, text=True, cwd=tmp_path, env=SUBPROCESS_ENV)
     assert run.returncode == 0, run.stderr
     assert probe(tmp_path / "out" / "clip.mp4") == (12, FPS, W, H)
     assert "audio is not copied" in run.stderr and "12/12" in run.stderr  # the note and the progress bar
@@ -224,7 +204,7 @@ def test_webcam_cli_headless_on_a_video_source(export_path, tmp_path):
     out = tmp_path / "live.mp4"
     run = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "webcam.py"), f"model={export_path},{export_path}", f"source={clip}",
-         "headless=true", f"output={out}", "max_frames=6", "realtime=false"], capture_output=True, text=True, cwd=tmp_path, env=ENV)
+         "headless=true", f"output={out}", "max_frames=6", "realtime=false"], capture_output=True, text=True, cwd=tmp_path, env=SUBPROCESS_ENV)
     assert run.returncode == 0, run.stderr
     assert probe(out) == (6, FPS, W, H)
     lines = run.stdout.strip().splitlines()
