@@ -172,13 +172,24 @@ class LossNetwork(nn.Module):
         """Always eval: a frozen loss network must not change behaviour with the trainer's mode."""
         return super().train(False)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, layers=None) -> dict[str, torch.Tensor]:
+        """`{name: activation}` for `layers` (default: all requested at construction).
+
+        The pass stops after the deepest layer asked for: a content batch that needs only
+        `relu2_2` does not pay for `relu4_3`.
+        """
+        wanted = set(self.layers if layers is None else layers)
+        if unknown := wanted - set(self.layers):
+            raise LossNetworkError(f"layer(s) {sorted(unknown)} were not requested when building this loss network")
+        features_wanted = wanted - {LOGITS}
         x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
-        wanted, out = set(self.layers), {}
+        out = {}
         for name, module in self.features.named_children():
             x = module(x)
-            if name in wanted:
+            if name in features_wanted:
                 out[name] = x
-        if self.head is not None:
+                if len(out) == len(features_wanted) and LOGITS not in wanted:
+                    break
+        if LOGITS in wanted:
             out[LOGITS] = self.head(x)
         return out

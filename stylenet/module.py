@@ -214,16 +214,7 @@ class StyleTransferModule(pl.LightningModule):
 
     def _content_features(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
         """The loss network cut after the content layer (the content batch needs nothing deeper)."""
-        net = self.lossnet
-        layers = dict(net.features.named_children())
-        if self.content_layer not in layers:
-            return net(content)
-        x = (content - net.mean.to(content.dtype)) / net.std.to(content.dtype)  # as LossNetwork.forward
-        for name, layer in layers.items():
-            x = layer(x)
-            if name == self.content_layer:
-                return {name: x}
-        raise AssertionError("unreachable")  # pragma: no cover
+        return self.lossnet(content, layers=[self.content_layer])
 
     def _content_pass(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
         compiled = getattr(self, "_content_pass_compiled", None)

@@ -129,3 +129,18 @@ def test_offline_download_fails_fast_with_a_fix(tmp_path, monkeypatch):
 def test_unknown_weights_name():
     with pytest.raises(LossNetworkError, match="unknown weights 'IMAGENET9'.*IMAGENET1K_V1"):
         LossNetwork("vgg16", ["relu1_2"], weights="IMAGENET9")
+
+
+def test_a_subset_of_layers_stops_the_pass_early(monkeypatch):
+    net = LossNetwork("vgg16", ["relu1_2", "relu4_3"], weights=None)
+    x = torch.rand(1, 3, 32, 32)
+    calls = []
+    for name, module in net.features.named_children():
+        module.register_forward_hook(lambda m, i, o, name=name: calls.append(name))
+    full = net(x)
+    ran_full, calls[:] = len(calls), []
+    part = net(x, layers=["relu1_2"])
+    assert list(part) == ["relu1_2"] and torch.equal(part["relu1_2"], full["relu1_2"])
+    assert calls[-1] == "relu1_2" and len(calls) < ran_full
+    with pytest.raises(LossNetworkError, match="not requested"):
+        net(x, layers=["relu2_2"])
