@@ -21,7 +21,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from .imageio import IMAGE_EXTENSIONS, ImageError, load_image, pil_to_tensor, to_rgb
+from .imageio import IMAGE_EXTENSIONS, ImageError, atomic_write, load_image, pil_to_tensor, to_rgb
+from .styles import cache_root
 
 log = logging.getLogger(__name__)
 
@@ -176,9 +177,7 @@ class StreamingImages(torch.utils.data.IterableDataset):
 
 
 def preresize_cache_root() -> Path:
-    from platformdirs import user_cache_dir
-
-    return Path(os.environ.get("STYLENET_CACHE") or user_cache_dir("stylenet")) / "preresized"
+    return cache_root() / "preresized"
 
 
 def _open_reduced(image: Image.Image, size: int) -> Image.Image | None:
@@ -201,10 +200,7 @@ def _preresize_file(job: tuple[str, str, int]) -> str:
             small = _open_reduced(image, size)
             if small is None:
                 return src
-            tmp = f"{dst}.{os.getpid()}.tmp"
-            Path(dst).parent.mkdir(parents=True, exist_ok=True)
-            small.save(tmp, "JPEG", quality=95)
-        os.replace(tmp, dst)
+            atomic_write(dst, lambda tmp: small.save(tmp, "JPEG", quality=95))
         return dst
     except Exception:  # noqa: BLE001 - an unreadable file stays as it is: training warns and skips it
         return src

@@ -20,9 +20,14 @@ class StyleError(ValueError):
     """A style image cannot be found, downloaded or verified."""
 
 
+def cache_root() -> Path:
+    """stylenet's cache folder: the user cache dir, or `STYLENET_CACHE`."""
+    return Path(os.environ.get("STYLENET_CACHE") or user_cache_dir("stylenet"))
+
+
 def cache_dir() -> Path:
-    """Where downloaded style images live (`STYLENET_CACHE` overrides the user cache dir)."""
-    return Path(os.environ.get("STYLENET_CACHE") or user_cache_dir("stylenet")) / "styles"
+    """Where downloaded style images live."""
+    return cache_root() / "styles"
 
 
 def preset_names() -> list[str]:
