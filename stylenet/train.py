@@ -17,7 +17,8 @@ from .callbacks import SampleGrid
 from .data import DataError, StyleDataModule
 from .imageio import ImageError, load_tensor
 from .lossnet import LossNetworkError
-from .module import StyleTransferModule, resolve_speed
+from .module import StyleTransferModule
+from .speed import resolve_speed
 from .styles import StyleError, resolve_style_image
 
 log = logging.getLogger("stylenet")

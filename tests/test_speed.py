@@ -15,7 +15,8 @@ import pytest
 import torch
 import yaml
 
-from stylenet.module import StyleTransferModule, is_compiled, resolve_speed
+from stylenet.module import StyleTransferModule
+from stylenet.speed import is_compiled, resolve_speed
 
 from .conftest import CONFIGS, HOKUSAI, ROOT, SQUEEZENET, compose, make_images, tiny_overrides
 
@@ -79,11 +80,11 @@ def test_reference_is_all_off_and_empty_speed_is_reference():
 
 
 def test_auto_values_resolve_per_device(monkeypatch):
-    monkeypatch.setattr("stylenet.module.cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr("stylenet.speed.cpu_has_fast_bf16", lambda: False)
     cpu = resolve_speed(FAST, "cpu")
     assert cpu["truncate_content"] and cpu["channels_last"] and not cpu["single_pass"]
     assert not cpu["autocast"] and not cpu["compile"] and not cpu["lossnet_half"]
-    monkeypatch.setattr("stylenet.module.cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr("stylenet.speed.cpu_has_fast_bf16", lambda: True)
     assert resolve_speed(FAST, "cpu")["autocast"]  # measured faster where oneDNN has native bf16
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
@@ -163,7 +164,7 @@ def test_compile_switch():
 
 
 def test_autocast_switch():
-    from stylenet.module import cpu_has_fast_bf16
+    from stylenet.speed import cpu_has_fast_bf16
     from stylenet.train import resolve_precision
 
     cpu = {"accelerator": "cpu", "precision": None}

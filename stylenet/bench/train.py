@@ -333,7 +333,7 @@ def main(argv: list[str]) -> None:
           f"torch {torch.__version__}; GPU: {gpu}")
     print(f"# {warmup} warm-up + {steps} timed steps per row, configurations alternated step by step; "
           "medians (shared machines are noisy: compare ratios within one run)")
-    from ..module import resolve_speed
+    from ..speed import resolve_speed
 
     for n in names:
         print(f"# {n}: {_fmt_switches(resolve_speed(speeds[n], device))}")
