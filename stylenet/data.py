@@ -290,10 +290,14 @@ def preresize_hub(ds, column: str, size: int, workers: int | None = None):
         )
 
 
+def available_cores() -> int:
+    """Cores this process may run on (its affinity mask, where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def auto_workers(devices: int = 1) -> int:
     """Loader workers per training process: the cores left over, at most 8."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, min(8, cores // max(1, devices) - 1))
+    return max(0, min(8, available_cores() // max(1, devices) - 1))
 
 
 class StyleDataModule(pl.LightningDataModule):

@@ -73,7 +73,9 @@ def _upscaled_copy(src: Path, long_side: int, dest: Path) -> Path:
 
 def _worker_counts(spec) -> list[int]:
     if spec in (None, "auto"):
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        from ..data import available_cores
+
+        cores = available_cores()
         counts, n = [0, 1], 2
         while n <= cores:
             counts.append(n)

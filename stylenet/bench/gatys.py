@@ -99,7 +99,8 @@ def _style_targets(cfg: dict, model_path: Path, metadata: dict, lossnet, layers)
         preset = CONFIG_DIR / "style" / f"{spec}.yaml"
         if not preset.is_file():
             raise StyleError(f"the model's style {spec!r} is not a preset; pass style=IMAGE")
-        path = resolve_style_image(OmegaConf.load(preset))
+        mirrors = OmegaConf.load(CONFIG_DIR / "train.yaml").get("style_mirrors")  # the sha256-verified local copies
+        path = resolve_style_image(OmegaConf.load(preset), mirrors=mirrors)
     return style_targets(lossnet, load_tensor(path, int(cfg["style_size"])), layers), f"style image {path}"
 
 
@@ -214,9 +215,9 @@ def run(cfg: dict) -> list[dict]:
                 rows.append({**base, "method": "gatys", "iters": n, "seconds": seconds, "speedup": seconds / net_s, **terms})
                 tiles.append(resize(image.cpu(), (show, show)))
                 labels.append(f"gatys {n} it {terms['loss']:.4g}")
-            reach_text = f"{reach} iterations" if reach is not None else f"not within {max(iterations)} iterations"
+            reach_text = f"reaches it after {reach} iterations" if reach is not None else f"does not reach it within {max(iterations)} iterations"
             marks = sorted({k for k in (0, 10, 50, 100) if k < len(trace)} | {len(trace) - 1})
-            print(f"{path.name} {size}²: network objective {net_terms['loss']:.4g}; Gatys reaches it after {reach_text} "
+            print(f"{path.name} {size}²: network objective {net_terms['loss']:.4g}; Gatys {reach_text} "
                   f"(Gatys objective after {'/'.join(map(str, marks))} iterations: {'/'.join(f'{trace[k]:.4g}' for k in marks)})",
                   flush=True)
     print(format_table(rows))
