@@ -77,6 +77,12 @@ class StyleTransferModule(pl.LightningModule):
     def target_grams(self) -> dict[str, torch.Tensor]:
         return {name: getattr(self, GRAM_PREFIX + name) for name in self.style_layers}
 
+    @property
+    def has_style(self) -> bool:
+        """Whether `set_style` (or a checkpoint) filled the Gram targets: they start empty."""
+        grams = self.target_grams
+        return bool(grams) and all(g.numel() > 0 for g in grams.values())
+
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         # buffers are registered empty until the style is set: take the checkpoint's shapes
         for name in self.style_layers:
@@ -148,8 +154,7 @@ class StyleTransferModule(pl.LightningModule):
 
     def _trial_step(self, step_context=None) -> None:
         """One forward+backward on a batch of the training shape: compiles now, changes nothing."""
-        grams = self.target_grams
-        if not grams or next(iter(grams.values())).numel() == 0:
+        if not self.has_style:
             return  # no style yet: compilation errors (if any) surface at the first step
         size = int(self.hparams.image_size)
         generator = torch.Generator().manual_seed(0)  # leaves the global RNG (data order) alone
@@ -205,7 +210,7 @@ class StyleTransferModule(pl.LightningModule):
         )
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        if not self.target_grams or next(iter(self.target_grams.values())).numel() == 0:
+        if not self.has_style:
             raise RuntimeError("style targets are not set: call set_style(style_image) before training")
         terms = self.compute_losses(batch)
         self.log("train/loss", terms["loss"], prog_bar=True)
