@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-MODES = ("train", "data", "infer", "gatys")
+MODES = ("train", "data", "infer", "gatys", "quality")
 
 
 def main(argv: list[str]) -> int:

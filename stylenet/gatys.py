@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import preimage
 from .imageio import ImageError, load_tensor, save_image
+from .losses import perceptual_weights
 from .lossnet import LOGITS, LossNetwork, LossNetworkError
 from .optimize import OptimizeError, Result, blur_every, initial_image, jitter, optimize_multiscale
 from .styles import StyleError, resolve_style_image
@@ -78,7 +79,7 @@ def _loss_weights(cfg: DictConfig, **overrides) -> dict:
     loss = OmegaConf.to_container(cfg.loss, resolve=True)
     loss["style_scale"] = float(cfg.style.get("weight", 1.0))
     loss.update(overrides)
-    return preimage.perceptual_weights(loss)
+    return perceptual_weights(loss)
 
 
 def _style_transfer(job: Job, content: torch.Tensor, weights: dict, lossnet: LossNetwork, targets, tag=None) -> Result:

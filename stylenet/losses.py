@@ -18,24 +18,39 @@ def gram(features: torch.Tensor) -> torch.Tensor:
     return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
 
 
-def content_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Feature reconstruction loss: mean squared error between activations."""
-    return F.mse_loss(output.float(), target.float())
+def content_loss(output: torch.Tensor, target: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+    """Feature reconstruction loss: mean squared error between activations.
+
+    `normalize` divides by the target's mean square: the error relative to the target's own
+    magnitude, the same for any copy of the loss network (activations scaled by k: k²/k²).
+    """
+    loss = F.mse_loss(output.float(), target.float())
+    return loss / _energy(target) if normalize else loss
+
+
+def _energy(target: torch.Tensor) -> torch.Tensor:
+    """Mean square of a (detached) target: the scale that makes a term relative."""
+    return target.detach().float().pow(2).mean().clamp_min(1e-12)
 
 
 def style_loss(
     grams: Mapping[str, torch.Tensor],
     target_grams: Mapping[str, torch.Tensor],
     layer_weights: Mapping[str, float],
+    normalize: bool = False,
 ) -> torch.Tensor:
     """Weighted sum over layers of the MSE between Gram matrices.
 
-    A target of batch size 1 (one style image) is broadcast over the batch.
+    A target of batch size 1 (one style image) is broadcast over the batch. `normalize`
+    divides each layer's error by its target Gram's mean square, so every layer counts by
+    its weight alone, whatever its (or the network's) activation scale (k⁴/k⁴).
     """
     total = None
     for name, weight in layer_weights.items():
         g, t = grams[name], target_grams[name]
         term = weight * F.mse_loss(g, t.expand_as(g))
+        if normalize:
+            term = term / _energy(t)
         total = term if total is None else total + term
     if total is None:
         raise ValueError("style_loss needs at least one layer")
@@ -64,6 +79,20 @@ def alpha_norm_loss(image: torch.Tensor, alpha: float = 6.0, center: float = 0.5
     return (image.float() - center).abs().pow(alpha).mean()
 
 
+def perceptual_weights(loss: Mapping) -> dict:
+    """The keyword arguments of `perceptual_loss` from a loss config (`configs/loss/*.yaml`),
+    read the same way by training, Gatys and the benchmarks (style weight × the preset's
+    `style_scale`; a config without `normalize`, as saved before it existed, means raw terms)."""
+    return {
+        "content_layer": loss["content_layer"],
+        "style_layers": {k: float(v) for k, v in loss["style_layers"].items()},
+        "content_weight": float(loss["content_weight"]),
+        "style_weight": float(loss["style_weight"]) * float(loss.get("style_scale", 1.0)),
+        "tv_weight": float(loss["tv_weight"]),
+        "normalize": bool(loss.get("normalize", False)),
+    }
+
+
 def perceptual_loss(
     output_features: Mapping[str, torch.Tensor],
     content_features: Mapping[str, torch.Tensor],
@@ -75,16 +104,18 @@ def perceptual_loss(
     content_weight: float,
     style_weight: float,
     tv_weight: float,
+    normalize: bool = False,
 ) -> dict[str, torch.Tensor]:
     """The composite objective of Johnson et al.: weighted content + style + TV terms.
 
-    Returns the weighted terms and their sum under `loss` (what is optimised); each term is
+    `normalize`: content and style terms relative to their targets' magnitudes (see
+    `content_loss`, `style_loss`), so one set of weights suits any loss network. Returns the weighted terms and their sum under `loss` (what is optimised); each term is
     already multiplied by its weight so the parts add up to the total in the logs.
     """
     grams = {name: gram(output_features[name]) for name in style_layers}
     terms = {
-        "content": content_weight * content_loss(output_features[content_layer], content_features[content_layer]),
-        "style": style_weight * style_loss(grams, target_grams, style_layers),
+        "content": content_weight * content_loss(output_features[content_layer], content_features[content_layer], normalize),
+        "style": style_weight * style_loss(grams, target_grams, style_layers, normalize),
         "tv": tv_weight * tv_loss(output_image),
     }
     terms["loss"] = terms["content"] + terms["style"] + terms["tv"]

@@ -129,6 +129,39 @@ def _download(network: str, weights: str):
         socket.setdefaulttimeout(old)
 
 
+def _load_weights(model: nn.Module, network: str, weights: str, kept: list[nn.Module], head: bool) -> None:
+    """Load `weights` into `model`; only the layers kept (and the classifier for `logits`) must be in it.
+
+    A features-only file (e.g. VGG16 conv layers without the classifier) serves any layer it
+    covers; a key the model does not have, or a needed one the file lacks, is an error.
+    """
+    as_path = Path(str(weights)).expanduser()
+    if as_path.suffix in (".pth", ".pt", ".safetensors", ".bin") or as_path.exists():
+        state = _load_state_dict_file(as_path)
+    else:
+        state = _download(network, str(weights))
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        first = str(exc).splitlines()[0]
+        raise LossNetworkError(f"weights {weights} do not fit torchvision's {network}: {first}") from None
+    if result.unexpected_keys:
+        extra = ", ".join(result.unexpected_keys[:6]) + (" …" if len(result.unexpected_keys) > 6 else "")
+        raise LossNetworkError(f"weights {weights} do not fit torchvision's {network}: unexpected keys {extra}")
+    needed_modules = list(kept) + ([m for name, m in model.named_children() if name != "features"] if head else [])
+    needed_params = {id(p) for m in needed_modules for p in m.parameters()}
+    needed = [k for k, p in model.named_parameters() if id(p) in needed_params]
+    missing = [k for k in needed if k in set(result.missing_keys)]
+    if missing:
+        parts = []
+        for what, keys in (("the layers up to the deepest requested one", [k for k in missing if k.startswith("features.")]),
+                           ("the classifier that `logits` needs", [k for k in missing if not k.startswith("features.")])):
+            if keys:
+                shown = ", ".join(keys[:6]) + (f" … ({len(keys)} in all)" if len(keys) > 6 else "")
+                parts.append(f"{what} (missing keys {shown})")
+        raise LossNetworkError(f"weights {weights} lack {' and '.join(parts)}; use a file that holds them, or request shallower layers")
+
+
 class LossNetwork(nn.Module):
     """Frozen feature extractor: `forward(x) -> {layer name: activation}` for `layers`.
 
@@ -140,17 +173,6 @@ class LossNetwork(nn.Module):
     def __init__(self, network: str, layers, weights: str | None = "DEFAULT"):
         super().__init__()
         model = _build(network, weights=None)
-        if weights is not None:
-            as_path = Path(str(weights)).expanduser()
-            if as_path.suffix in (".pth", ".pt", ".safetensors", ".bin") or as_path.exists():
-                state = _load_state_dict_file(as_path)
-            else:
-                state = _download(network, str(weights))
-            try:
-                model.load_state_dict(state)
-            except RuntimeError as exc:
-                first = str(exc).splitlines()[0]
-                raise LossNetworkError(f"weights {weights} do not fit torchvision's {network}: {first}") from None
         names, features = _named_features(model)
         self.network = network
         self.layers = list(dict.fromkeys(layers))
@@ -158,6 +180,8 @@ class LossNetwork(nn.Module):
         if unknown:
             raise LossNetworkError(f"{network} has no layer(s) {unknown}; it has: {', '.join(names)}, {LOGITS}")
         deepest = len(names) - 1 if LOGITS in self.layers else max(names.index(n) for n in self.layers)
+        if weights is not None:
+            _load_weights(model, network, weights, kept=list(features)[: deepest + 1], head=LOGITS in self.layers)
         self.features = nn.Sequential(OrderedDict(zip(names[: deepest + 1], list(features)[: deepest + 1])))
         for module in self.features:
             if isinstance(module, nn.ReLU):

@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 import torch
 
 from . import __version__
-from .losses import gram, perceptual_loss
+from .losses import gram, perceptual_loss, perceptual_weights
 from .lossnet import LossNetwork
 from .speed import _uncompile, is_compiled, resolve_speed
 from .transformer import TransformerNet
@@ -34,6 +34,28 @@ def _plain(cfg) -> dict:
     except ImportError:  # pragma: no cover
         pass
     return dict(cfg)
+
+
+def lr_schedule(optimizer: torch.optim.Optimizer, optim: Mapping, total_steps: int):
+    """torch's LinearLR warm-up followed by a constant or cosine phase; None for a plain constant lr."""
+    from torch.optim import lr_scheduler
+
+    warmup = int(optim.get("warmup_steps", 0) or 0)
+    kind = str(optim.get("schedule", "constant"))
+    if kind not in ("constant", "cosine"):
+        raise ValueError(f"optim.schedule={kind!r}: use constant or cosine")
+    if kind == "constant" and warmup <= 0:
+        return None
+    phases = []
+    if warmup > 0:
+        phases.append(lr_scheduler.LinearLR(optimizer, start_factor=float(optim.get("warmup_start", 0.01)), total_iters=warmup))
+    if kind == "cosine" and total_steps > warmup:
+        group = optimizer.param_groups[0]  # LinearLR already lowered "lr": the base is "initial_lr"
+        floor = group.get("initial_lr", group["lr"]) * float(optim.get("min_lr_ratio", 0.0))
+        phases.append(lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps - warmup, eta_min=floor))
+    else:
+        phases.append(lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0))
+    return phases[0] if len(phases) == 1 else lr_scheduler.SequentialLR(optimizer, phases, milestones=[warmup])
 
 
 class StyleTransferModule(pl.LightningModule):
@@ -57,8 +79,9 @@ class StyleTransferModule(pl.LightningModule):
              "batch_size": batch_size, "image_size": image_size, "stylenet_version": __version__}
         )
         self.transformer = TransformerNet(**model)
-        self.style_layers: dict[str, float] = {k: float(v) for k, v in loss["style_layers"].items()}
-        self.content_layer: str = loss["content_layer"]
+        self.loss_weights = perceptual_weights(loss)
+        self.style_layers: dict[str, float] = self.loss_weights["style_layers"]
+        self.content_layer: str = self.loss_weights["content_layer"]
         self.lossnet = LossNetwork(loss["network"], [self.content_layer, *self.style_layers], loss.get("weights"))
         for name in self.style_layers:
             self.register_buffer(GRAM_PREFIX + name, torch.zeros(0))
@@ -200,14 +223,7 @@ class StyleTransferModule(pl.LightningModule):
                 content_pass = self._content_pass if speed["truncate_content"] else self.lossnet
                 content_features = content_pass(content.to(dtype))
             output_features = self.lossnet(stylized.to(dtype))
-        loss = self.hparams.loss
-        return perceptual_loss(
-            output_features, content_features, self.target_grams, stylized,
-            content_layer=self.content_layer, style_layers=self.style_layers,
-            content_weight=float(loss["content_weight"]),
-            style_weight=float(loss["style_weight"]) * float(loss.get("style_scale", 1.0)),
-            tv_weight=float(loss["tv_weight"]),
-        )
+        return perceptual_loss(output_features, content_features, self.target_grams, stylized, **self.loss_weights)
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         if not self.has_style:
@@ -227,8 +243,14 @@ class StyleTransferModule(pl.LightningModule):
         return float(optim["lr"]) * math.pow(ratio, power)
 
     def configure_optimizers(self):
+        """Adam; with `optim.warmup_steps` a linear warm-up, then `optim.schedule` (constant |
+        cosine down to `optim.min_lr_ratio` × lr at the run's last step), stepped per batch."""
         optim = self.hparams.optim
-        return torch.optim.Adam(self.transformer.parameters(), lr=self.effective_lr(), betas=tuple(optim.get("betas", (0.9, 0.999))))
+        adam = torch.optim.Adam(self.transformer.parameters(), lr=self.effective_lr(), betas=tuple(optim.get("betas", (0.9, 0.999))))
+        schedule = lr_schedule(adam, optim, total_steps=int(self.trainer.estimated_stepping_batches) if self._trainer else 0)
+        if schedule is None:
+            return adam
+        return {"optimizer": adam, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_train_start(self) -> None:
         t = self.trainer

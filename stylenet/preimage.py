@@ -19,18 +19,6 @@ from .lossnet import LossNetwork
 from .optimize import Objective, OptimizeError
 
 
-def perceptual_weights(loss: Mapping) -> dict:
-    """The keyword arguments of `perceptual_loss` from a loss config, exactly as training
-    reads them (style weight × the style preset's `style_scale`)."""
-    return {
-        "content_layer": loss["content_layer"],
-        "style_layers": {k: float(v) for k, v in loss["style_layers"].items()},
-        "content_weight": float(loss["content_weight"]),
-        "style_weight": float(loss["style_weight"]) * float(loss.get("style_scale", 1.0)),
-        "tv_weight": float(loss["tv_weight"]),
-    }
-
-
 @torch.no_grad()
 def style_targets(lossnet: LossNetwork, style_image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
     """Gram matrices of the style image: the targets training stores as buffers."""

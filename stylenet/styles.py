@@ -100,3 +100,19 @@ def resolve_style_image(style, mirrors=()) -> Path:
         return dest
     _download(url, dest, sha256)
     return dest
+
+
+def style_image_path(spec: str | os.PathLike, mirrors=None) -> Path:
+    """A style image from a file path or a preset name (configs/style/<name>.yaml, resolved as
+    training does; `mirrors` default to train.yaml's `style_mirrors`)."""
+    path = Path(str(spec)).expanduser()
+    if path.is_file():
+        return path
+    preset = CONFIG_DIR / "style" / f"{spec}.yaml"
+    if not preset.is_file():
+        raise StyleError(f"style {spec!r} is neither an image file nor a preset ({', '.join(preset_names())})")
+    from omegaconf import OmegaConf
+
+    if mirrors is None:
+        mirrors = OmegaConf.load(CONFIG_DIR / "train.yaml").get("style_mirrors")
+    return resolve_style_image(OmegaConf.load(preset), mirrors=mirrors)

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from .callbacks import SampleGrid
 from .data import DataError, StyleDataModule
 from .imageio import ImageError, load_tensor
+from .inference import ModelLoadError
 from .lossnet import LossNetworkError
 from .module import StyleTransferModule
 from .speed import resolve_speed
@@ -24,7 +25,7 @@ from .styles import StyleError, resolve_style_image
 log = logging.getLogger("stylenet")
 
 #: errors a user can fix from the command line: one line, exit code 2, no traceback
-USER_ERRORS = (DataError, ImageError, LossNetworkError, StyleError, FileNotFoundError)
+USER_ERRORS = (DataError, ImageError, LossNetworkError, StyleError, ModelLoadError, FileNotFoundError)
 
 
 def resolve_precision(trainer_cfg, speed_cfg) -> str:
@@ -66,6 +67,20 @@ def build_logger(cfg, run_dir: Path):
     raise ValueError(f"unknown logger.kind {kind!r}; use logger=wandb, logger=csv or logger=none")
 
 
+def init_transformer(module: StyleTransferModule, source: str) -> None:
+    """Start from another style's network (`init_from=hokusai` or a file): the same
+    architecture is required; the style targets, optimiser and step counter start fresh."""
+    from .inference import build_network, read_model_file, resolve_model
+
+    model = read_model_file(resolve_model(source))
+    want = {"class": "TransformerNet", **module.hparams.model}
+    if model.arch != want:
+        raise ModelLoadError(f"init_from={source}: its network {model.arch} differs from this run's model {want}; "
+                             "pick a model= that matches it, or drop init_from")
+    module.transformer.load_state_dict(build_network(model).state_dict())
+    print(f"initialised the network from {model.path} ({model.style_name}, {model.metadata.get('training_steps', '?')} steps)")
+
+
 def build(cfg: DictConfig, run_dir: Path):
     """Everything `fit` needs, built from config: (trainer, module, datamodule)."""
     pl.seed_everything(cfg.seed, workers=True)
@@ -79,6 +94,8 @@ def build(cfg: DictConfig, run_dir: Path):
         model=cfg.model, loss=loss_cfg, optim=cfg.optim, speed=cfg.speed, style_name=cfg.style.name,
         style_image=style_image, batch_size=cfg.data.batch_size, image_size=cfg.data.image_size,
     )
+    if cfg.get("init_from") and not cfg.get("ckpt_path"):
+        init_transformer(module, cfg.init_from)
     datamodule = StyleDataModule(cfg.data, sample_count=cfg.samples.num_images, sample_size=cfg.samples.size)
     datamodule.setup("fit")
     callbacks = [

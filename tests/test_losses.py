@@ -59,3 +59,51 @@ def test_losses_are_pure():
     before = f.clone()
     assert torch.equal(gram(f), gram(f))
     assert torch.equal(f, before)
+
+
+def test_normalized_terms_are_relative_to_their_targets():
+    t = torch.full((1, 2, 2, 2), 2.0)  # mean square 4
+    o = torch.zeros(1, 2, 2, 2)
+    assert content_loss(o, t, normalize=True).item() == pytest.approx(1.0)
+    a, b = torch.rand(2, 3, 4, 4), torch.rand(2, 3, 4, 4)
+    assert content_loss(3 * a, 3 * b, normalize=True).item() == pytest.approx(content_loss(a, b, normalize=True).item(), rel=1e-5)
+    assert content_loss(3 * a, 3 * b).item() == pytest.approx(9 * content_loss(a, b).item(), rel=1e-5)
+    grams, targets = {"a": torch.zeros(1, 2, 2)}, {"a": torch.full((1, 2, 2), 3.0)}
+    assert style_loss(grams, targets, {"a": 2.0}, normalize=True).item() == pytest.approx(2.0)
+
+
+def _scale_activations(net, k: float) -> None:
+    """Multiply every activation of a ReLU/max-pool network by k: first conv and every bias × k."""
+    convs = [m for m in net.features.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        convs[0].weight.mul_(k)
+        for conv in convs:
+            conv.bias.mul_(k)
+
+
+@pytest.mark.parametrize("network,content,style", [
+    ("vgg16", "relu2_2", {"relu1_2": 1.0, "relu2_2": 2.0, "relu3_3": 0.5}),
+    ("squeezenet1_1", "fire3", {"relu1": 1.0, "fire3": 1.0, "fire5": 3.0}),
+])
+def test_term_shares_do_not_depend_on_the_loss_networks_activation_scale(network, content, style):
+    """The same weights must balance the terms for any copy of the loss network (issue: caffe
+    VGG16's activations are far larger than torchvision's): shares stay put when activations × k."""
+    from stylenet.lossnet import LossNetwork
+
+    torch.manual_seed(0)
+    net = LossNetwork(network, [content, *style], weights=None)
+    photo, output, painting = torch.rand(2, 3, 40, 40), torch.rand(2, 3, 40, 40), torch.rand(1, 3, 48, 48)
+
+    def shares(normalize: bool) -> dict[str, float]:
+        with torch.no_grad():
+            targets = {n: gram(f) for n, f in net(painting).items() if n in style}
+            terms = perceptual_loss(net(output), net(photo), targets, output, content_layer=content, style_layers=style,
+                                    content_weight=1.0, style_weight=5.0, tv_weight=0.1, normalize=normalize)
+        return {k: (terms[k] / terms["loss"]).item() for k in ("content", "style", "tv")}
+
+    before, raw_before = shares(True), shares(False)
+    _scale_activations(net, 30.0)
+    after, raw_after = shares(True), shares(False)
+    for key in before:
+        assert after[key] == pytest.approx(before[key], rel=1e-3, abs=1e-6)
+    assert raw_after["style"] > 10 * raw_before["style"]  # without normalising, the Gram term takes over

@@ -144,3 +144,46 @@ def test_a_subset_of_layers_stops_the_pass_early(monkeypatch):
     assert calls[-1] == "relu1_2" and len(calls) < ran_full
     with pytest.raises(LossNetworkError, match="not requested"):
         net(x, layers=["relu2_2"])
+
+
+def _features_only(model, upto: int | None = None) -> dict:
+    """A state dict like ../shared's VGG16 file: `features.*` only, optionally cut after index `upto`."""
+    keep = {}
+    for key, value in model.state_dict().items():
+        if key.startswith("features.") and (upto is None or int(key.split(".")[1]) <= upto):
+            keep[key] = value.half()  # the shared file stores fp16 values
+    return keep
+
+
+def test_features_only_weights_serve_every_layer_they_cover(vgg16_file, tmp_path):
+    from safetensors.torch import save_file
+
+    model, _ = vgg16_file
+    path = tmp_path / "vgg16-features.safetensors"
+    save_file(_features_only(model), str(path))
+    net = LossNetwork("vgg16", ["relu2_2", "relu5_3"], weights=str(path))
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        expected = model.features[:30](normalise(x))
+    torch.testing.assert_close(net(x)["relu5_3"], expected, rtol=2e-2, atol=2e-2)  # fp16-rounded weights
+    assert net.features.conv1_1.weight.dtype == torch.float32
+
+
+def test_weights_missing_a_needed_layer_name_the_missing_keys(vgg16_file, tmp_path):
+    model, _ = vgg16_file
+    path = tmp_path / "vgg16-to-relu2_2.pth"
+    torch.save(_features_only(model, upto=8), path)  # conv1_1 … relu2_2
+    LossNetwork("vgg16", ["relu1_2", "relu2_2"], weights=str(path))  # enough for these
+    with pytest.raises(LossNetworkError, match=r"missing keys features\.10\.weight, features\.10\.bias"):
+        LossNetwork("vgg16", ["relu2_2", "relu3_3"], weights=str(path))
+    with pytest.raises(LossNetworkError, match=r"classifier.*missing keys .*classifier\.0\.weight"):
+        LossNetwork("vgg16", ["relu1_2", "logits"], weights=str(path))
+
+
+def test_shared_vgg16_features_file_loads(shared):
+    path = shared / "weights" / "vgg16-imagenet-features.safetensors"
+    net = LossNetwork("vgg16", ["relu1_2", "relu2_2", "relu3_3", "relu4_3"], weights=str(path))
+    out = net(torch.rand(1, 3, 32, 32))
+    assert out["relu4_3"].shape == (1, 512, 4, 4) and torch.isfinite(out["relu4_3"]).all()
+    with pytest.raises(LossNetworkError, match="classifier"):
+        LossNetwork("vgg16", ["logits"], weights=str(path))

@@ -12,7 +12,7 @@ import torchvision
 
 from stylenet import preimage
 from stylenet.imageio import load_tensor
-from stylenet.losses import alpha_norm_loss, perceptual_loss, tv_beta_loss, tv_loss
+from stylenet.losses import alpha_norm_loss, perceptual_loss, perceptual_weights, tv_beta_loss, tv_loss
 from stylenet.lossnet import IMAGENET_MEAN, IMAGENET_STD, LOGITS, LossNetwork
 from stylenet.optimize import OptimizeError, blur_every, initial_image, jitter, optimize, optimize_multiscale
 
@@ -197,7 +197,7 @@ def test_style_objective_is_the_training_loss(photo, shared):
     from omegaconf import OmegaConf
 
     loss = OmegaConf.to_container(cfg.loss, resolve=True)
-    weights = preimage.perceptual_weights({**loss, "style_scale": 2.0})
+    weights = perceptual_weights({**loss, "style_scale": 2.0})
     assert weights["style_weight"] == 2.0 * loss["style_weight"]
     net = squeezenet([weights["content_layer"], *weights["style_layers"]])
     targets = preimage.style_targets(net, load_tensor(HOKUSAI, 48), list(weights["style_layers"]))

@@ -86,21 +86,14 @@ def _style_targets(cfg: dict, model_path: Path, metadata: dict, lossnet, layers)
         grams = {name: state.get(f"target_gram_{name}") for name in layers}
         if all(g is not None and g.numel() for g in grams.values()):
             return grams, "checkpoint Gram targets"
-    from omegaconf import OmegaConf
-
     from ..imageio import load_tensor
     from ..preimage import style_targets
-    from ..styles import CONFIG_DIR, StyleError, resolve_style_image
+    from ..styles import StyleError, style_image_path
 
     spec = cfg["style"] or metadata.get("style_name")
-    if spec and Path(str(spec)).is_file():
-        path = Path(str(spec))
-    else:
-        preset = CONFIG_DIR / "style" / f"{spec}.yaml"
-        if not preset.is_file():
-            raise StyleError(f"the model's style {spec!r} is not a preset; pass style=IMAGE")
-        mirrors = OmegaConf.load(CONFIG_DIR / "train.yaml").get("style_mirrors")  # the sha256-verified local copies
-        path = resolve_style_image(OmegaConf.load(preset), mirrors=mirrors)
+    if not spec:
+        raise StyleError(f"{model_path} names no style; pass style=PRESET|IMAGE")
+    path = style_image_path(spec)
     return style_targets(lossnet, load_tensor(path, int(cfg["style_size"])), layers), f"style image {path}"
 
 
@@ -168,7 +161,8 @@ def run(cfg: dict) -> list[dict]:
     from ..inference import Stylizer
     from ..lossnet import LossNetwork
     from ..optimize import OptimizeError, initial_image
-    from ..preimage import contact_sheet, perceptual_weights, resize, style_transfer
+    from ..losses import perceptual_weights
+    from ..preimage import contact_sheet, resize, style_transfer
 
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))

@@ -1,0 +1,149 @@
+"""`python scripts/benchmark.py mode=quality model=EXPORT`: how good is a trained network,
+in Gatys iterations (Johnson et al. 2016, Fig. 5).
+
+For each photo not seen in training (default: ../shared/data/content), centre-cropped to
+`size`², the network's objective is scored under the loss config recorded in the model
+file (its own Gram targets for a .ckpt, the style image for an export). Then L-BFGS over
+pixels, started from the photo itself, minimises the same objective; "matched
+iterations" is the first iteration whose (clipped) image scores at or below the
+network's. A network that returns its input matches at 0; Johnson's 40k-step networks
+match at 50-100. The last line is the median over photos.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import torch
+
+from ..cli import parse_overrides
+from .gatys import _content_paths, _style_targets, square
+
+USAGE = """python scripts/benchmark.py mode=quality model=PATH [content=DIR|FILE|[FILES]] [size=256] [max_iterations=300]
+
+The model's objective on unseen photos and the number of Gatys L-BFGS iterations (same objective,
+started from the photo) needed to reach it; last line: median Gatys iterations matched."""
+
+DEFAULTS = {
+    "model": None,                           # an export (.safetensors), a .ckpt, or a preset name under checkpoints/
+    "content": "../shared/data/content",     # photos not seen in training
+    "max_images": 8,
+    "size": 256,
+    "max_iterations": 300,                   # a network beyond this is reported as ">max"
+    "lbfgs_history": 100,
+    "style": None,                           # exports only: preset name or image (default: the model's style)
+    "style_size": 512,
+    "loss_weights": None,                    # override the loss network weights file recorded in the model
+    "device": "cpu",
+    "threads": None,
+    "output": None,                          # optional PNG: photo | network | Gatys at the matched iteration
+}
+
+
+class _Reached(Exception):
+    pass
+
+
+def gatys_match(objective, x0: torch.Tensor, target: float, max_iterations: int, history_size: int = 100):
+    """L-BFGS from x0 on `objective` until its (clipped) image scores ≤ target.
+
+    Returns (k, image): k is the number of iterations that got there (0: x0 itself already
+    does), None if `max_iterations` did not; image is that iterate, clipped.
+    """
+    from ..optimize import optimize
+
+    with torch.no_grad():
+        if float(objective(x0.clamp(0, 1))["loss"]) <= target:
+            return 0, x0.clamp(0, 1)
+    found = {"k": None, "image": x0, "previous": x0}
+
+    def callback(step, image, values):
+        # `values` are the objective of the iterate before this step's update: after step - 1 iterations
+        if values["loss"] <= target:
+            found["k"], found["image"] = step - 1, found["previous"]
+            raise _Reached
+        found["previous"] = image.clone()
+
+    try:
+        result = optimize(x0, objective, steps=max_iterations, optimizer="lbfgs", lr=1.0, clamp="straight_through",
+                          lbfgs={"history_size": history_size}, callback=callback)
+    except _Reached:
+        return found["k"], found["image"].clamp(0, 1)
+    return (max_iterations if result.final["loss"] <= target else None), result.image
+
+
+def main(argv: list[str]) -> int:
+    cfg = parse_overrides(argv, DEFAULTS, required=("model",), usage=USAGE)
+    run(cfg)
+    return 0
+
+
+def run(cfg: dict) -> list[dict]:
+    """The benchmark; returns one row per photo (also printed)."""
+    from ..imageio import load_tensor, save_image
+    from ..inference import Stylizer, resolve_model
+    from ..losses import perceptual_weights
+    from ..lossnet import LossNetwork
+    from ..optimize import OptimizeError
+    from ..preimage import contact_sheet, style_transfer
+
+    if cfg["threads"]:
+        torch.set_num_threads(int(cfg["threads"]))
+    model_path = resolve_model(str(cfg["model"]))
+    stylizer = Stylizer.load(model_path, device=cfg["device"], precision="fp32")
+    loss = json.loads(stylizer.metadata.get("loss") or "{}")
+    if not loss:
+        raise OptimizeError(f"{model_path} records no loss config; cannot score its results")
+    if cfg["loss_weights"]:
+        loss["weights"] = cfg["loss_weights"]
+    weights = perceptual_weights(loss)
+    device = stylizer.device
+    lossnet = LossNetwork(loss["network"], [weights["content_layer"], *weights["style_layers"]], loss.get("weights")).to(device)
+    targets, source = _style_targets(cfg, model_path, stylizer.metadata, lossnet, list(weights["style_layers"]))
+    targets = {k: v.to(device) for k, v in targets.items()}
+    size, cap = int(cfg["size"]), int(cfg["max_iterations"])
+    steps = stylizer.metadata.get("training_steps", "?")
+    print(f"model {model_path} ({stylizer.name}, {steps} training steps); objective {loss['network']} "
+          f"(normalize={weights['normalize']}); {source}; {size}² photos; Gatys: L-BFGS from the photo, at most {cap} iterations")
+
+    rows, tiles, labels = [], [], []
+    for path in _content_paths(cfg["content"])[: int(cfg["max_images"])]:
+        x = square(load_tensor(path), size).to(device)
+        objective = style_transfer(lossnet, x, targets, weights)
+        with torch.no_grad():
+            y = stylizer.stylize_tensor(x).float().clamp(0, 1)
+            terms = {k: float(v) for k, v in objective(y).items()}
+            photo = float(objective(x)["loss"])
+        matched, image = gatys_match(objective, x, terms["loss"], cap, int(cfg["lbfgs_history"]))
+        rows.append({"image": path.name, "photo": photo, **terms, "matched": matched})
+        print(format_row(rows[-1], cap), flush=True)
+        tiles += [x.cpu(), y.cpu(), image.detach().clamp(0, 1).cpu()]
+        labels += [path.stem, f"network {terms['loss']:.4g}", f"gatys {_matched_text(matched, cap)} it"]
+    print(format_table(rows, cap))
+    if cfg["output"]:
+        print(f"side by side: {save_image(contact_sheet(tiles, labels, nrow=3), cfg['output'])}")
+    print(f"median Gatys iterations matched: {median_matched(rows, cap)}")
+    return rows
+
+
+def _matched_text(matched: int | None, cap: int) -> str:
+    return f">{cap}" if matched is None else str(matched)
+
+
+def median_matched(rows: list[dict], cap: int) -> str:
+    """Median over photos; a photo not matched within the cap counts as cap + 1 (shown as >cap)."""
+    values = [cap + 1 if r["matched"] is None else r["matched"] for r in rows]
+    median = statistics.median(values) if values else 0
+    return f">{cap}" if median > cap else f"{median:g}"
+
+
+def format_row(r: dict, cap: int) -> str:
+    return (f"{r['image'][:22]:<22} {r['photo']:>10.4g} {r['content']:>10.4g} {r['style']:>10.4g} {r['tv']:>9.3g} "
+            f"{r['loss']:>10.4g} {_matched_text(r['matched'], cap):>8}")
+
+
+def format_table(rows: list[dict], cap: int) -> str:
+    head = f"{'photo':<22} {'photo obj':>10} {'content':>10} {'style':>10} {'tv':>9} {'objective':>10} {'matched':>8}"
+    return "\n".join([head, "-" * len(head), *(format_row(r, cap) for r in rows)])

@@ -1,0 +1,101 @@
+"""Quality tools: the matched-Gatys-iterations benchmark, the lr schedule, init_from, the gallery."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+from stylenet.bench import quality
+from stylenet.module import lr_schedule
+
+from .conftest import CHICAGO, HOKUSAI, ROOT, SUBPROCESS_ENV, compose, make_images, tiny_overrides
+
+
+def test_gatys_match_known_answers():
+    target_image = torch.full((1, 3, 8, 8), 0.25)
+
+    def objective(image):
+        loss = (image - target_image).pow(2).mean()
+        return {"loss": loss}
+
+    x0 = torch.full((1, 3, 8, 8), 0.75)
+    start = float(objective(x0)["loss"])
+    k, image = quality.gatys_match(objective, x0, target=start, max_iterations=10)
+    assert k == 0 and torch.equal(image, x0)  # a network that returns the photo: matched at iteration 0
+    k, image = quality.gatys_match(objective, x0, target=start / 100, max_iterations=50)
+    assert k is not None and 1 <= k <= 50
+    assert float(objective(image)["loss"]) <= start / 100
+    k, _ = quality.gatys_match(objective, x0, target=-1.0, max_iterations=3)  # unreachable
+    assert k is None
+
+
+def test_median_counts_unmatched_as_above_the_cap():
+    rows = [{"matched": 3}, {"matched": None}, {"matched": None}]
+    assert quality.median_matched(rows, cap=20) == ">20"
+    assert quality.median_matched([{"matched": 3}, {"matched": 9}, {"matched": None}], cap=20) == "9"
+
+
+@pytest.mark.parametrize("which", ["export", "ckpt"])
+def test_quality_benchmark_prints_rows_and_median(which, export_path, tiny_checkpoint, tmp_path, capsys, one_thread):
+    model = export_path if which == "export" else tiny_checkpoint
+    cfg = {**quality.DEFAULTS, "model": str(model), "content": str(CHICAGO), "size": 32, "max_iterations": 4,
+           "style": str(HOKUSAI), "style_size": 64, "output": str(tmp_path / "side.png")}
+    rows = quality.run(cfg)
+    out = capsys.readouterr().out
+    assert len(rows) == 1 and rows[0]["image"] == "chicago.jpg"
+    assert rows[0]["loss"] == pytest.approx(rows[0]["content"] + rows[0]["style"] + rows[0]["tv"], rel=1e-4)
+    assert out.strip().splitlines()[-1].startswith("median Gatys iterations matched: ")
+    assert (tmp_path / "side.png").is_file()
+
+
+def test_lr_schedule_warmup_then_cosine():
+    param = torch.nn.Parameter(torch.zeros(1))
+    adam = torch.optim.Adam([param], lr=1e-3)
+    schedule = lr_schedule(adam, {"lr": 1e-3, "warmup_steps": 10, "warmup_start": 0.01, "schedule": "cosine",
+                                  "min_lr_ratio": 0.1}, total_steps=110)
+    lrs = []
+    for _ in range(110):
+        lrs.append(adam.param_groups[0]["lr"])
+        adam.step()
+        schedule.step()
+    assert lrs[0] == pytest.approx(1e-5)
+    assert max(lrs) == pytest.approx(1e-3) and lrs.index(max(lrs)) == 10
+    assert lrs[-1] == pytest.approx(1e-4, rel=0.05)
+    assert lr_schedule(adam, {"lr": 1e-3}, total_steps=100) is None  # plain constant lr: no scheduler
+    with pytest.raises(ValueError, match="optim.schedule"):
+        lr_schedule(adam, {"lr": 1e-3, "schedule": "linear"}, total_steps=10)
+
+
+def test_init_from_copies_the_network_and_rejects_another_architecture(export_path, tmp_path):
+    from stylenet.inference import ModelLoadError, build_network, read_model_file
+    from stylenet.train import build
+
+    photos = make_images(tmp_path / "photos", n=4)
+    _, module, _ = build(compose([*tiny_overrides(tmp_path, photos), f"init_from={export_path}"]), tmp_path / "run")
+    exported = build_network(read_model_file(export_path)).state_dict()
+    started = module.transformer.state_dict()
+    assert started.keys() == exported.keys()
+    for key, value in exported.items():
+        torch.testing.assert_close(started[key], value)
+    with pytest.raises(ModelLoadError, match="differs from this run's model"):
+        build(compose([*tiny_overrides(tmp_path, photos), f"init_from={export_path}", "model=johnson"]), tmp_path / "run2")
+
+
+@pytest.mark.slow
+def test_gallery_cli_writes_a_small_jpeg(export_path, tmp_path):
+    photos = make_images(tmp_path / "photos", n=2, size=(64, 48))
+    out = tmp_path / "gallery.jpg"
+    content = ",".join(str(p) for p in sorted(photos.rglob("*.jpg")))
+    proc = subprocess.run([sys.executable, "scripts/gallery.py", f"models=[{export_path},{export_path}]", f"content=[{content}]",
+                           f"styles=[{HOKUSAI},{HOKUSAI}]", f"output={out}", "cell=64", "max_kb=30", "device=cpu"],
+                          cwd=ROOT, capture_output=True, text=True, env=SUBPROCESS_ENV, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with Image.open(out) as image:
+        assert image.format == "JPEG"
+        assert image.width == 3 * (64 + 4) + 4 and image.height == 3 * (64 + 4) + 4 + 18
+    assert out.stat().st_size <= 30 * 1024
+    bad = subprocess.run([sys.executable, "scripts/gallery.py", "models=[nope]", f"output={tmp_path / 'x.jpg'}"],
+                         cwd=ROOT, capture_output=True, text=True, env=SUBPROCESS_ENV, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and not (tmp_path / "x.jpg").exists()
