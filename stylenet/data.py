@@ -21,13 +21,14 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
+from .errors import UserError
 from .imageio import IMAGE_EXTENSIONS, ImageError, atomic_write, load_image, pil_to_tensor, to_rgb
 from .styles import cache_root
 
 log = logging.getLogger(__name__)
 
 
-class DataError(RuntimeError):
+class DataError(UserError, RuntimeError):
     """The training data cannot be found or reached."""
 
 

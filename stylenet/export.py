@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import UserError
 from .imageio import atomic_write
 from .inference import (EXPORT_SUFFIX, ModelFile, ModelLoadError, build_network, read_model_file,
                         safe_filename)
@@ -30,7 +31,7 @@ CHECK_SIZE = (37, 53)
 ONNX_TOLERANCE = 1e-3
 
 
-class ExportError(RuntimeError):
+class ExportError(UserError, RuntimeError):
     """An export could not be written or does not reproduce the PyTorch network."""
 
 

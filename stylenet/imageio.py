@@ -11,10 +11,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import UserError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
-class ImageError(ValueError):
+class ImageError(UserError, ValueError):
     """An image file is missing, unreadable or not an image."""
 
 

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from .errors import UserError
 from .imageio import pil_to_tensor, tensor_to_pil, to_rgb
 from .transformer import TransformerNet
 
@@ -38,7 +39,7 @@ CHECKPOINT_DIRS = ("checkpoints",)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(UserError, ValueError):
     """A model file is missing, unreadable, unsafe, or made for another architecture."""
 
 

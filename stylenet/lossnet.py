@@ -23,6 +23,8 @@ import torch
 import torchvision
 from torch import nn
 
+from .errors import UserError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 NETWORKS = ("vgg16", "vgg19", "squeezenet1_1")
@@ -30,7 +32,7 @@ DOWNLOAD_TIMEOUT_S = 10
 LOGITS = "logits"
 
 
-class LossNetworkError(RuntimeError):
+class LossNetworkError(UserError, RuntimeError):
     """The loss network cannot be built (unknown name or layer, unloadable weights)."""
 
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
 from tqdm.auto import tqdm
 
+from .errors import UserError
 from .imageio import load_tensor
 
 Objective = Callable[[torch.Tensor], Mapping[str, torch.Tensor]]
@@ -30,7 +31,7 @@ OPTIMIZERS = ("lbfgs", "adam")
 CLAMPS = ("project", "straight_through", "none")
 
 
-class OptimizeError(ValueError):
+class OptimizeError(UserError, ValueError):
     """A bad optimiser setting (unknown optimiser or init, empty schedule)."""
 
 

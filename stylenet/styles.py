@@ -10,13 +10,14 @@ from pathlib import Path
 
 from platformdirs import user_cache_dir
 
+from .errors import UserError
 from .imageio import atomic_write
 
 DOWNLOAD_TIMEOUT_S = 10
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
-class StyleError(ValueError):
+class StyleError(UserError, ValueError):
     """A style image cannot be found, downloaded or verified."""
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .errors import UserError
 from .imageio import current_umask
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv")
@@ -30,7 +31,7 @@ DEFAULT_FPS = 30.0
 AUDIO_NOTE = "note: audio is not copied (OpenCV writes video only); mux it back with ffmpeg if needed"
 
 
-class VideoError(ValueError):
+class VideoError(UserError, ValueError):
     """A video file cannot be read or written."""
 
 
