@@ -20,8 +20,7 @@ from torch import nn
 
 from .errors import UserError
 from .imageio import atomic_write
-from .inference import (EXPORT_SUFFIX, ModelFile, ModelLoadError, build_network, read_model_file,
-                        safe_filename)
+from .modelfile import EXPORT_SUFFIX, ModelFile, build_network, read_model_file, safe_filename
 from .transformer import TransformerNet
 
 #: exported graphs accept any height and width from this up (odd sizes included)
@@ -181,5 +180,5 @@ def export(source: str | os.PathLike, formats=("safetensors",), out_dir: str | o
     return written
 
 
-__all__ = ["ExportError", "ModelLoadError", "PortableTransformer", "check_onnx", "export", "export_checkpoint",
+__all__ = ["ExportError", "PortableTransformer", "check_onnx", "export", "export_checkpoint",
            "export_onnx", "export_torchscript", "write_onnx"]

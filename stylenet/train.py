@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from .callbacks import SampleGrid
 from .data import DataError, StyleDataModule
 from .imageio import ImageError, load_tensor
-from .inference import ModelLoadError
+from .modelfile import ModelLoadError
 from .lossnet import LossNetworkError
 from .module import StyleTransferModule
 from .speed import resolve_speed
@@ -70,7 +70,7 @@ def build_logger(cfg, run_dir: Path):
 def init_transformer(module: StyleTransferModule, source: str) -> None:
     """Start from another style's network (`init_from=hokusai` or a file): the same
     architecture is required; the style targets, optimiser and step counter start fresh."""
-    from .inference import build_network, read_model_file, resolve_model
+    from .modelfile import build_network, read_model_file, resolve_model
 
     model = read_model_file(resolve_model(source))
     want = {"class": "TransformerNet", **module.hparams.model}

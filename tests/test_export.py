@@ -14,7 +14,8 @@ import torch
 from safetensors import safe_open
 
 from stylenet.export import PortableTransformer, check_onnx, export_checkpoint, export_torchscript
-from stylenet.inference import FORMAT, Stylizer, read_model_file
+from stylenet.inference import Stylizer
+from stylenet.modelfile import FORMAT, read_model_file
 from stylenet.transformer import TransformerNet
 
 from .conftest import ROOT, SUBPROCESS_ENV

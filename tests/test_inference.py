@@ -12,8 +12,9 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from stylenet.inference import (FORMAT, FrozenNormStats, ModelLoadError, Stylizer, luma, read_model_file,
-                                receptive_radius, resolve_model, tile_starts, tiled_forward)
+from stylenet.inference import Stylizer, luma
+from stylenet.modelfile import FORMAT, ModelLoadError, read_model_file, resolve_model
+from stylenet.tiling import FrozenNormStats, receptive_radius, tile_starts, tiled_forward
 from stylenet.transformer import TransformerNet
 
 from .conftest import CHICAGO, ROOT, SUBPROCESS_ENV

@@ -69,7 +69,7 @@ def test_lr_schedule_warmup_then_cosine():
 
 
 def test_init_from_copies_the_network_and_rejects_another_architecture(export_path, tmp_path):
-    from stylenet.inference import ModelLoadError, build_network, read_model_file
+    from stylenet.modelfile import ModelLoadError, build_network, read_model_file
     from stylenet.train import build
 
     photos = make_images(tmp_path / "photos", n=4)

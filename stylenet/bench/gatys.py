@@ -142,7 +142,7 @@ def main(argv: list[str]) -> int:
 
     cfg = parse_overrides(argv, DEFAULTS, required=("model",), usage=USAGE)
     from ..imageio import ImageError
-    from ..inference import ModelLoadError
+    from ..modelfile import ModelLoadError
     from ..lossnet import LossNetworkError
     from ..optimize import OptimizeError
     from ..styles import StyleError

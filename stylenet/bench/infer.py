@@ -108,9 +108,9 @@ def cell(ms: float) -> str:
 
 def main(argv: list[str]) -> int:
     cfg = parse_overrides(argv, DEFAULTS, usage=USAGE)
-    from ..inference import auto_device
+    from ..device import pick_device
 
-    device = auto_device(cfg["device"])
+    device = pick_device(cfg["device"])
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))
     sizes = [tuple(int(v) for v in str(s).lower().split("x")) for s in cfg["sizes"]]

@@ -83,7 +83,8 @@ def main(argv: list[str]) -> int:
 def run(cfg: dict) -> list[dict]:
     """The benchmark; returns one row per photo (also printed)."""
     from ..imageio import load_tensor, save_image
-    from ..inference import Stylizer, resolve_model
+    from ..inference import Stylizer
+    from ..modelfile import resolve_model
     from ..losses import perceptual_weights
     from ..lossnet import LossNetwork
     from ..optimize import OptimizeError

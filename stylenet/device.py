@@ -1,0 +1,65 @@
+"""Where tensors run: one choice of device (and of inference precision) for every caller.
+
+`auto` is the machine's accelerator as torch knows it (`torch.accelerator`: CUDA, ROCm,
+MPS, XPU, ...), else the CPU. Inference, the Gatys tools and the benchmarks all ask here;
+training leaves the choice to Lightning's `trainer.accelerator`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import UserError
+
+
+class DeviceError(UserError, ValueError):
+    """A device was asked for that this machine does not have."""
+
+
+def accelerator() -> torch.device | None:
+    """The available accelerator, or None (older torch without `torch.accelerator`: CUDA, then MPS)."""
+    api = getattr(torch, "accelerator", None)
+    if api is not None and hasattr(api, "current_accelerator"):
+        return api.current_accelerator() if api.is_available() else None
+    if torch.cuda.is_available():  # pragma: no cover - torch < 2.6
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)  # pragma: no cover
+    return torch.device("mps") if mps is not None and mps.is_available() else None
+
+
+def pick_device(name: str | torch.device | None = "auto") -> torch.device:
+    """`auto` (or None): the accelerator if there is one, else the CPU. A named device is
+    checked, so `device=cuda` on a machine without CUDA is a clear error, not a crash later."""
+    if name in (None, "auto"):
+        return accelerator() or torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise DeviceError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"device={name} but no CUDA device is available; use device=auto or device=cpu")
+    return device
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (timings must not stop at an asynchronous launch)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type != "cpu" and hasattr(torch, "accelerator"):
+        torch.accelerator.synchronize()
+
+
+_DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
+           "half": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+
+
+def inference_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """auto: half precision on a GPU (twice the throughput, invisible in 8-bit output), fp32 on CPU."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        return torch.float16 if device.type == "cuda" else torch.float32
+    try:
+        return _DTYPES[str(dtype).lower()]
+    except KeyError:
+        raise ValueError(f"unknown precision {dtype!r}; use auto, fp32, fp16 or bf16") from None
