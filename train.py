@@ -1,16 +1,12 @@
 #!/usr/bin/env python
-"""Train a fast style transfer network: `python train.py style=hokusai` (see README)."""
+"""Train a fast style transfer network: `python train.py style=hokusai` (see README).
 
-import hydra
-from omegaconf import DictConfig
+Options: configs/train.yaml and its groups (`--help` lists them); the same command is `stylenet-train`.
+"""
 
-from stylenet import train
+import sys
 
-
-@hydra.main(version_base="1.3", config_path="configs", config_name="train")
-def main(cfg: DictConfig) -> None:
-    train.main(cfg)
-
+from stylenet.commands.train import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

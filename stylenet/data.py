@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from .errors import UserError
+from . import imageio
 from .imageio import IMAGE_EXTENSIONS, ImageError, atomic_write, load_image, pil_to_tensor, to_rgb
 from .styles import cache_root
 
@@ -39,11 +40,11 @@ def crop_transform(size: int, train: bool = True) -> v2.Compose:
 
 
 def find_images(root: str | os.PathLike) -> list[Path]:
-    """Every image file under `root`, recursively, sorted (no class subfolders needed)."""
+    """The training images under `data.path`, recursively, sorted (no class subfolders needed)."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"data folder not found: {root}; set data.path=DIR to a folder of images")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    files = imageio.find_images(root)
     if not files:
         raise DataError(f"no images found under {root} (looked for {', '.join(IMAGE_EXTENSIONS)})")
     return files

@@ -1,5 +1,5 @@
-"""`python scripts/gatys.py mode=...`: the Hydra config (configs/gatys.yaml) → one pixel
-optimisation (or a sweep of them) → an image file, with the numbers printed.
+"""`python scripts/gatys.py mode=...`: the composed config (configs/gatys.yaml, configs/mode/)
+→ one pixel optimisation (or a sweep of them) → an image file, with the numbers printed.
 
 Every mode builds its objective from `stylenet.preimage` on the same loss network, losses
 and style presets as training; `stylenet.optimize` does the optimising.
@@ -7,7 +7,6 @@ and style presets as training; `stylenet.optimize` does the optimising.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,21 +14,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import preimage
-from .imageio import ImageError, load_tensor, save_image
+from .device import pick_device
+from .imageio import load_tensor, save_image
 from .losses import perceptual_weights
-from .lossnet import LOGITS, LossNetwork, LossNetworkError
+from .lossnet import LOGITS, LossNetwork
 from .optimize import OptimizeError, Result, blur_every, initial_image, jitter, optimize_multiscale
-from .styles import StyleError, resolve_style_image
+from .styles import resolve_style_image
 
-#: errors a user can fix from the command line: one line, exit code 2, no traceback
-USER_ERRORS = (ImageError, LossNetworkError, StyleError, OptimizeError, FileNotFoundError)
 MODES = ("style", "invert", "texture", "dream", "maximize", "sweep")
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 class Job:
@@ -37,7 +29,7 @@ class Job:
 
     def __init__(self, cfg: DictConfig, run_dir: Path):
         self.cfg, self.run_dir = cfg, Path(run_dir)
-        self.device = _device(cfg.device)
+        self.device = pick_device(cfg.device)
         self.generator = torch.Generator().manual_seed(int(cfg.seed))
         torch.manual_seed(int(cfg.seed))
 
@@ -208,13 +200,3 @@ def run(cfg: DictConfig, run_dir: Path) -> Path:
     print(summary)
     print(f"output: {out}")
     return out
-
-
-def main(cfg: DictConfig) -> None:
-    from hydra.core.hydra_config import HydraConfig
-
-    try:
-        run(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)

@@ -20,6 +20,13 @@ class ImageError(UserError, ValueError):
     """An image file is missing, unreadable or not an image."""
 
 
+def find_images(root: str | os.PathLike) -> list[Path]:
+    """Every image file under the folder `root`, recursively, sorted (training data, a folder to
+    stylize, benchmark photos); empty if there are none or `root` is not a folder."""
+    root = Path(root).expanduser()
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """Apply EXIF orientation, then convert grayscale/CMYK/palette/alpha modes to RGB.
 

@@ -1,4 +1,4 @@
-"""`python train.py ...`: compose the Hydra config into a Lightning run."""
+"""The composed training config (configs/train.yaml) → a Lightning run: trainer, module, data."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import logging
 import netrc
 import os
 import sys
-import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -14,18 +13,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .callbacks import SampleGrid
-from .data import DataError, StyleDataModule
-from .imageio import ImageError, load_tensor
+from .data import StyleDataModule
+from .imageio import load_tensor
 from .modelfile import ModelLoadError
-from .lossnet import LossNetworkError
 from .module import StyleTransferModule
 from .speed import resolve_speed
-from .styles import StyleError, resolve_style_image
+from .styles import resolve_style_image
 
 log = logging.getLogger("stylenet")
-
-#: errors a user can fix from the command line: one line, exit code 2, no traceback
-USER_ERRORS = (DataError, ImageError, LossNetworkError, StyleError, ModelLoadError, FileNotFoundError)
 
 
 def resolve_precision(trainer_cfg, speed_cfg) -> str:
@@ -137,16 +132,3 @@ def run(cfg: DictConfig, run_dir: Path) -> Path:
             else:
                 print(f"exported:   {export_checkpoint(last)}")
     return last
-
-
-def main(cfg: DictConfig) -> None:
-    from hydra.core.hydra_config import HydraConfig
-
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # the frozen loss network, on purpose
-    try:
-        run(cfg, run_dir)
-    except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)

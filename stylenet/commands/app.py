@@ -1,0 +1,92 @@
+"""The one way a command runs: Hydra over `configs/<name>.yaml` (the tools: `configs/tools/`), and one error path.
+
+Every command (train, stylize, webcam, export, gatys, gallery, benchmark) calls `run`, so
+`--help`, `--cfg job`, overrides and `--multirun` behave the same everywhere, and a mistake
+the user can fix (`stylenet.errors.UserError`, a `???` option left unset) ends as one
+`error: ...` line on stderr with exit code 2 and nothing half-written. Hydra's own
+messages (an unknown key, a missing config group option) stay Hydra's.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from ..errors import UserError
+
+#: the configs/ folder of the (editable) checkout: train, gatys, gallery and the config groups
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+#: the tools' own root (stylize, webcam, export, benchmark/<mode>): no groups, so `model=PATH` is an option
+TOOLS_DIR = CONFIG_DIR / "tools"
+
+
+def fail(message) -> NoReturn:
+    """Report a user's mistake: one line on stderr, exit code 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _missing(cfg) -> list[str]:
+    from omegaconf import OmegaConf
+
+    return sorted(OmegaConf.missing_keys(cfg))
+
+
+def as_list(value) -> list:
+    """A list option given as one value (`model=a`) or a list (`model=[a,b]`, `model=a,b`) → a list."""
+    from omegaconf import ListConfig
+
+    return list(value) if isinstance(value, (list, tuple, ListConfig)) else [value]
+
+
+def comma_lists(argv: Sequence[str], keys: Sequence[str]) -> list[str]:
+    """`key=a,b` → `key=[a,b]` for list-valued `keys`: the README's `model=a,b` is a list
+    here, not a Hydra sweep (quoted, bracketed or single values pass unchanged)."""
+    out = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and key.lstrip("+~") in keys and "," in value and value[:1] not in "[{'\"":
+            arg = f"{key}=[{value}]"
+        out.append(arg)
+    return out
+
+
+def run(config_name: str, task: Callable, argv: Sequence[str] | None = None, *, config_dir: Path = CONFIG_DIR,
+        errors: tuple[type[BaseException], ...] = (), lists: Sequence[str] = ()) -> int:
+    """Compose `<config_dir>/<config_name>.yaml` with the overrides in `argv` (default:
+    sys.argv[1:]) and call `task(cfg)`; return the exit code instead of exiting.
+
+    `errors`: exception types this command also reports as user errors (the inference
+    commands count a ValueError or OSError as bad input); `lists`: keys whose `a,b` value
+    is a list (see `comma_lists`).
+    """
+    import hydra
+    from omegaconf.errors import MissingMandatoryValue
+
+    @functools.wraps(task)  # Hydra names the job after the task's module: `stylize`, `train`, ...
+    def job(cfg) -> None:
+        if missing := _missing(cfg):
+            fail(f"missing {', '.join(f'{key}=...' for key in missing)}")
+        try:
+            code = task(cfg)
+        except (UserError, MissingMandatoryValue, *errors) as exc:
+            fail(exc)
+        if code:
+            sys.exit(code)
+
+    main = hydra.main(version_base="1.3", config_path=str(config_dir), config_name=config_name)(job)
+    saved = sys.argv
+    sys.argv = [saved[0] if saved else config_name, *comma_lists(saved[1:] if argv is None else argv, lists)]
+    try:
+        main()
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)
+        return 1
+    finally:
+        sys.argv = saved
+    return 0

@@ -1,0 +1,42 @@
+"""`python scripts/webcam.py model=a,b [source=0|VIDEO_FILE]` / `stylenet-webcam`: live style transfer
+in a window, or headless into a file (configs/tools/webcam.yaml, docs/inference.md)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from . import app
+
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # a missing camera is our error message, not OpenCV's warning
+
+
+def webcam(cfg) -> None:
+    from ..errors import UserError
+    from ..inference import Stylizer
+    from ..video import run_live
+
+    if cfg.output and not cfg.headless:
+        raise UserError("output= is written only with headless=true")
+    stylizers = [Stylizer.load(str(m), device=cfg.device, precision=cfg.precision, compile=bool(cfg.compile))
+                 for m in app.as_list(cfg.model)]
+    if not stylizers:
+        raise UserError("model= names no style")
+    print("styles: " + ", ".join(f"{i + 1}={s.name}" for i, s in enumerate(stylizers)), flush=True)
+    stats = run_live(
+        stylizers, cfg.source, headless=bool(cfg.headless), output=cfg.output, max_frames=int(cfg.max_frames or 0),
+        strength=float(cfg.strength), preserve_color=bool(cfg.preserve_color), side_by_side=bool(cfg.side_by_side),
+        overlay=bool(cfg.overlay), snapshot_dir=cfg.snapshot_dir, realtime=bool(cfg.realtime),
+    )
+    print(f"frames: {stats.frames} (dropped at capture: {stats.dropped})")
+    if stats.output:
+        print(f"wrote {stats.output}")
+    print(f"fps: {stats.fps:.2f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return app.run("webcam", webcam, argv, config_dir=app.TOOLS_DIR, errors=(ValueError, OSError), lists=("model",))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
