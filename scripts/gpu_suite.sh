@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The GPU run book: on one GPU, in about 10 minutes, train every style preset with the default
+# recipe (VGG16, 256 px, STEPS steps), export them, write the gallery and the quality table,
+# and print training images/s and inference FPS.
+#
+#   bash scripts/gpu_suite.sh                       # SHARED=../shared STEPS=2000 PARALLEL=5
+#   STEPS=3 DEVICE=cpu PARALLEL=1 bash scripts/gpu_suite.sh   # a dry run of the whole script on a CPU
+#
+# SHARED must hold data/coco-sample, data/styles (the preset mirrors) and
+# weights/vgg16-imagenet-features.safetensors (offline machines; online, COCO and the
+# torchvision weights can be used instead by editing TRAIN_ARGS). Presets train PARALLEL at a
+# time on the one GPU: a batch of 4 at 256 px leaves most of an H100 idle, so five processes
+# finish five styles in about the time of one. Missing hydra-core/omegaconf (the GPU image
+# lacks them) are installed from wheels in .whl/ if present (see docs/quality.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SHARED=${SHARED:-../shared}
+STEPS=${STEPS:-2000}
+PARALLEL=${PARALLEL:-5}
+DEVICE=${DEVICE:-gpu}
+OUT=${OUT:-outputs/gpu_suite}
+PRESETS=${PRESETS:-"hokusai starry_night the_scream composition_vii shipwreck"}
+CKPT_ROOT=${CKPT_ROOT:-checkpoints}
+export PYTHONUNBUFFERED=1 WANDB_MODE=offline
+
+if ! python3 -c "import hydra, omegaconf" 2>/dev/null && compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+fi
+export PYTHONPATH=$PWD:${PYTHONPATH:-}
+for need in "$SHARED/data/coco-sample" "$SHARED/data/styles" "$SHARED/weights/vgg16-imagenet-features.safetensors"; do
+  [ -e "$need" ] || { echo "error: $need not found; set SHARED=DIR (see the top of this script)" >&2; exit 2; }
+done
+mkdir -p "$OUT"
+accel=$([ "$DEVICE" = cpu ] && echo cpu || echo gpu)
+TRAIN_ARGS=(data=folder "data.path=$SHARED/data/coco-sample" data.preresize=256
+  "loss.weights=$SHARED/weights/vgg16-imagenet-features.safetensors" "style_mirrors=[$SHARED/data/styles]"
+  "trainer.max_steps=$STEPS" trainer.accelerator=$accel trainer.devices=1 trainer.enable_progress_bar=false
+  logger=csv samples.every_n_train_steps=500)
+
+echo "== training ${PRESETS// /, } for $STEPS steps, $PARALLEL at a time ($(python3 -c 'import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu")'))"
+start=$(date +%s)
+running=0
+for style in $PRESETS; do
+  ( t0=$(date +%s)
+    python3 train.py style=$style "${TRAIN_ARGS[@]}" "checkpoint_dir=$CKPT_ROOT/$style" "hydra.run.dir=$OUT/runs/$style" \
+      > "$OUT/train_$style.log" 2>&1 || { echo "error: training $style failed; see $OUT/train_$style.log" >&2; tail -5 "$OUT/train_$style.log" >&2; exit 1; }
+    echo "$style: $STEPS steps in $(( $(date +%s) - t0 )) s" | tee -a "$OUT/train_times.txt" ) &
+  running=$((running + 1))
+  if [ "$running" -ge "$PARALLEL" ]; then wait -n; running=$((running - 1)); fi
+done
+wait
+echo "all presets: $(( $(date +%s) - start )) s wall"
+
+models=$(for s in $PRESETS; do printf '%s,' "$CKPT_ROOT/$s/$s.safetensors"; done)
+paintings=$(for s in $PRESETS; do printf '%s,' "$SHARED/data/styles/$s.jpg"; done)
+echo "== gallery"
+python3 scripts/gallery.py "models=[${models%,}]" "content=[$SHARED/data/content/chicago.jpg,$SHARED/data/content/hoovertowernight.jpg,$SHARED/data/content/stata.jpg]" \
+  "styles=[${paintings%,}]" "output=$OUT/gallery.jpg" device=$([ "$DEVICE" = cpu ] && echo cpu || echo cuda)
+
+echo "== quality (median Gatys L-BFGS iterations matched, 256 px, shared content photos)"
+for style in $PRESETS; do
+  python3 scripts/benchmark.py mode=quality "model=$CKPT_ROOT/$style/$style.safetensors" "content=$SHARED/data/content" \
+    "style=$SHARED/data/styles/$style.jpg" "loss_weights=$SHARED/weights/vgg16-imagenet-features.safetensors" device=$([ "$DEVICE" = cpu ] && echo cpu || echo cuda) \
+    | tee "$OUT/quality_$style.txt" | tail -1 | sed "s/^/$style: /"
+done
+
+echo "== training throughput (images/s) and inference FPS"
+python3 scripts/benchmark.py mode=train steps=20 warmup=5 | tee "$OUT/bench_train.txt" | tail -8
+python3 scripts/benchmark.py mode=infer | tee "$OUT/bench_infer.txt" | tail -16
+echo "suite done: $OUT"
