@@ -82,7 +82,7 @@ def _style_transfer(job: Job, content: torch.Tensor, weights: dict, lossnet: Los
 def run_style(job: Job) -> tuple[torch.Tensor, str]:
     content, weights = job.content(), _loss_weights(job.cfg)
     net = job.lossnet([weights["content_layer"], *weights["style_layers"]])
-    targets = preimage.style_targets(net, job.style_image(), list(weights["style_layers"]))
+    targets = net.style_grams(job.style_image(), list(weights["style_layers"]))
     result = _style_transfer(job, content, weights, net, targets)
     first = result.history[0]
     return result.image, f"start: {_fmt(first)}\nfinal: {_fmt(result.final)}  ({len(result.history)} iterations, {result.seconds:.1f}s)"
@@ -107,7 +107,7 @@ def run_texture(job: Job) -> tuple[torch.Tensor, str]:
     weights = _loss_weights(job.cfg)
     layers = weights["style_layers"]
     net = job.lossnet(layers)
-    targets = preimage.style_targets(net, job.style_image(), list(layers))
+    targets = net.style_grams(job.style_image(), list(layers))
     make = lambda size: preimage.texture(net, targets, layers, weights["style_weight"], float(job.cfg.texture.tv_weight))  # noqa: E731
     start = job.start(None)
     before = preimage.gram_error(net, start, targets, layers)
@@ -168,7 +168,7 @@ def run_sweep(job: Job) -> tuple[torch.Tensor, str]:
     base = _loss_weights(cfg)
     layers = dict.fromkeys([*cfg.sweep.content_layers, *(n for col in columns for n in col)])
     net = job.lossnet(layers)
-    targets = preimage.style_targets(net, job.style_image(), [n for col in columns for n in col])
+    targets = net.style_grams(job.style_image(), [n for col in columns for n in col])
     images, labels, lines = [], [], []
     for content_layer in cfg.sweep.content_layers:
         for col in columns:

@@ -24,6 +24,7 @@ import torchvision
 from torch import nn
 
 from .errors import UserError
+from .losses import gram
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -219,3 +220,11 @@ class LossNetwork(nn.Module):
         if LOGITS in wanted:
             out[LOGITS] = self.head(x)
         return out
+
+    @torch.no_grad()
+    def style_grams(self, image: torch.Tensor, layers=None) -> dict[str, torch.Tensor]:
+        """Gram matrices (fp32) of `image`'s features at `layers`: the style targets that
+        training keeps as buffers and the Gatys tools optimise towards."""
+        layers = list(self.layers if layers is None else layers)
+        features = self(image.to(self.mean.device, self.mean.dtype), layers=layers)
+        return {name: gram(features[name]) for name in layers}

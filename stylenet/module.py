@@ -1,13 +1,14 @@
 """LightningModule: the transformation network trained against perceptual losses.
 
-The module owns the style targets (Gram matrices of the style image, computed once and
-kept as buffers so every DDP rank and every resumed run uses the same ones). The frozen
-loss network is rebuilt from config, never saved in checkpoints.
+It holds the training objective and what the objective needs: the network, the frozen loss
+network (rebuilt from config, never saved in checkpoints), the loss weights, the optimiser,
+and the style targets (Gram matrices of the style image, computed once and kept as buffers
+so every DDP rank and every resumed run uses the same ones). How a step is sped up
+(memory format, bf16, compilation) is `stylenet.speed`'s business.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
 from collections.abc import Mapping
@@ -16,12 +17,19 @@ import pytorch_lightning as pl
 import torch
 
 from . import __version__
-from .losses import gram, perceptual_loss, perceptual_weights
+from .losses import perceptual_loss, perceptual_weights
 from .lossnet import LossNetwork
-from .speed import _uncompile, is_compiled, resolve_speed
+from .speed import StepPlan, eager_plan, prepare
 from .transformer import TransformerNet
 
+#: checkpoint buffers `target_gram_<layer>`: the style's Gram matrix at each style layer
 GRAM_PREFIX = "target_gram_"
+
+
+def target_grams_in(state_dict: Mapping[str, torch.Tensor], layers) -> dict[str, torch.Tensor] | None:
+    """The style targets a checkpoint's state_dict holds for `layers`; None if any is missing or empty."""
+    grams = {name: state_dict.get(GRAM_PREFIX + name) for name in layers}
+    return grams if all(g is not None and g.numel() for g in grams.values()) else None
 
 
 def _plain(cfg) -> dict:
@@ -85,16 +93,15 @@ class StyleTransferModule(pl.LightningModule):
         self.lossnet = LossNetwork(loss["network"], [self.content_layer, *self.style_layers], loss.get("weights"))
         for name in self.style_layers:
             self.register_buffer(GRAM_PREFIX + name, torch.zeros(0))
+        self.step_plan: StepPlan | None = None  # set by setup_speed (on_fit_start), else eager per device
         if style_image is not None:
             self.set_style(style_image)
 
     # -- style targets -------------------------------------------------------------------
-    @torch.no_grad()
     def set_style(self, style_image: torch.Tensor) -> None:
         """Compute the style's Gram targets once, from a (1,3,H,W) image in [0,1]."""
-        features = self.lossnet(style_image.to(self.device, self.lossnet.mean.dtype))  # bf16 under speed.lossnet_half
-        for name in self.style_layers:
-            setattr(self, GRAM_PREFIX + name, gram(features[name]))
+        for name, target in self.lossnet.style_grams(style_image, self.style_layers).items():
+            setattr(self, GRAM_PREFIX + name, target)
 
     @property
     def target_grams(self) -> dict[str, torch.Tensor]:
@@ -123,106 +130,44 @@ class StyleTransferModule(pl.LightningModule):
         for key, value in self.lossnet.state_dict().items():
             state.setdefault(f"lossnet.{key}", value)
 
-    # -- speed switches (resolved per device; applied by setup_speed at fit start) ---------
-    def speed_switches(self, device: torch.device | str | None = None) -> dict:
-        """`hparams.speed` with `auto` decided for `device` (default: the module's device)."""
-        kind = torch.device(device if device is not None else self.device).type
-        cached = getattr(self, "_speed_cache", None)
-        if cached is None or cached[0] != kind:
-            cached = self._speed_cache = (kind, resolve_speed(self.hparams.speed, kind))
-        return cached[1]
+    # -- how the step runs (stylenet.speed) ------------------------------------------------
+    def setup_speed(self, step_context=None) -> StepPlan:
+        """Apply the speed switches for the module's current device (`speed.prepare`): the
+        plan `compute_losses` then runs with (compiled networks included); idempotent."""
+        self.step_plan = prepare(self, step_context)
+        return self.step_plan
 
-    def setup_speed(self, step_context=None) -> dict:
-        """Apply the speed switches for the module's current device; idempotent.
-
-        Memory format and loss-network dtype are set here; with `compile`, both networks
-        (and the truncated content pass) are compiled in place and one trial step on a
-        batch of the training shape runs at once, inside `step_context()` (the trainer's
-        autocast), so that a compiler failure falls back to eager with a warning instead
-        of failing the run at its first step. Returns the resolved switches.
-        """
-        speed = self.speed_switches()
-        fmt = torch.channels_last if speed["channels_last"] else torch.contiguous_format
-        self.transformer.to(memory_format=fmt)
-        self.lossnet.to(memory_format=fmt)
-        self.lossnet.to(torch.bfloat16 if speed["lossnet_half"] else torch.float32)
-        compiled = is_compiled(self.transformer)
-        if speed["compile"] and not compiled:
-            self._compile(speed, step_context)
-        elif compiled and not speed["compile"]:
-            self._drop_compiled()
-        return speed
-
-    def _compile(self, speed: dict, step_context=None) -> None:
-        # static shapes: training batches all share one shape (drop_last); the sample grid's
-        # other shape gets its own graph instead of turning the training graph dynamic
-        options = {"backend": speed["compile_backend"], "mode": speed["compile_mode"], "dynamic": False}
-        try:
-            self.transformer.compile(**options)
-            self.lossnet.compile(**options)
-            self._content_pass_compiled = torch.compile(self._content_features, **options)
-            self._trial_step(step_context)
-        except Exception as exc:  # noqa: BLE001 - any compiler/backend failure means: run eager
-            self._drop_compiled()
-            first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:300]
-            warnings.warn(
-                f"torch.compile failed ({exc.__class__.__name__}: {first}); training continues without "
-                "compilation (set speed.compile=false to skip the attempt)", RuntimeWarning, stacklevel=2,
-            )
-
-    def _drop_compiled(self) -> None:
-        _uncompile(self.transformer)
-        _uncompile(self.lossnet)
-        self._content_pass_compiled = None
-
-    def _trial_step(self, step_context=None) -> None:
-        """One forward+backward on a batch of the training shape: compiles now, changes nothing."""
-        if not self.has_style:
-            return  # no style yet: compilation errors (if any) surface at the first step
-        size = int(self.hparams.image_size)
-        generator = torch.Generator().manual_seed(0)  # leaves the global RNG (data order) alone
-        batch = torch.rand(int(self.hparams.batch_size), 3, size, size, generator=generator).to(self.device)
-        was_training = self.training
-        self.train()
-        try:
-            with torch.enable_grad(), (step_context() if step_context else contextlib.nullcontext()):
-                loss = self.compute_losses(batch)["loss"]
-            loss.backward()
-        finally:
-            for p in self.transformer.parameters():
-                p.grad = None
-            self.train(was_training)
-
-    def _content_features(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
+    def content_features(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
         """The loss network cut after the content layer (the content batch needs nothing deeper)."""
         return self.lossnet(content, layers=[self.content_layer])
-
-    def _content_pass(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
-        compiled = getattr(self, "_content_pass_compiled", None)
-        return (compiled or self._content_features)(content)
 
     # -- training --------------------------------------------------------------------------
     def forward(self, content: torch.Tensor) -> torch.Tensor:
         return self.transformer(content)
 
-    def compute_losses(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One training objective evaluation: stylize the batch and score it."""
-        speed = self.speed_switches(content.device)
+    def compute_losses(self, content: torch.Tensor, plan: StepPlan | None = None) -> dict[str, torch.Tensor]:
+        """The training objective of one batch: stylize it and score it (what every training
+        step, the compile trial step and the throughput benchmark run). `plan`: how to run
+        the networks (default: the one `setup_speed` made, else eager for the batch's device)."""
+        if plan is None:
+            plan = self.step_plan
+            if plan is None or plan.device != content.device.type:
+                plan = self.step_plan = eager_plan(self, content.device)
+        speed = plan.switches
         if speed["channels_last"]:
             content = content.contiguous(memory_format=torch.channels_last)
-        stylized = self.transformer(content)
+        stylized = plan.transformer(content)
         dtype = self.lossnet.mean.dtype  # bf16 under speed.lossnet_half (Grams are still fp32)
         if speed["single_pass"]:
             # one pass over 2B images; its backward also runs over all 2B (see docs/speed.md)
-            features = self.lossnet(torch.cat([content.to(dtype), stylized.to(dtype)]))
+            features = plan.lossnet(torch.cat([content.to(dtype), stylized.to(dtype)]))
             b = content.shape[0]
             content_features = {k: v[:b].detach() for k, v in features.items()}
             output_features = {k: v[b:] for k, v in features.items()}
         else:
             with torch.no_grad():
-                content_pass = self._content_pass if speed["truncate_content"] else self.lossnet
-                content_features = content_pass(content.to(dtype))
-            output_features = self.lossnet(stylized.to(dtype))
+                content_features = plan.content_pass(content.to(dtype))
+            output_features = plan.lossnet(stylized.to(dtype))
         return perceptual_loss(output_features, content_features, self.target_grams, stylized, **self.loss_weights)
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
@@ -231,7 +176,6 @@ class StyleTransferModule(pl.LightningModule):
         terms = self.compute_losses(batch)
         self.log("train/loss", terms["loss"], prog_bar=True)
         self.log_dict({f"train/{k}": v for k, v in terms.items() if k != "loss"})
-        self.log("global_step", float(self.global_step), logger=False)  # for ModelCheckpoint's top-k
         return terms["loss"]
 
     def effective_lr(self) -> float:

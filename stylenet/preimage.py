@@ -19,13 +19,6 @@ from .lossnet import LossNetwork
 from .optimize import Objective, OptimizeError
 
 
-@torch.no_grad()
-def style_targets(lossnet: LossNetwork, style_image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-    """Gram matrices of the style image: the targets training stores as buffers."""
-    features = lossnet(style_image.float())
-    return {name: gram(features[name]) for name in layers}
-
-
 def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(image.shape[-2:]) == tuple(size):
         return image

@@ -1,11 +1,15 @@
-"""Throughput switches (`configs/speed/*.yaml`, docs/speed.md): what `auto` means per device.
-
-They change how a training step is computed, never what it computes (bf16 aside).
+"""Throughput switches (`configs/speed/*.yaml`, docs/speed.md): what `auto` means per device,
+and how a training step is run with them (memory format, bf16, `torch.compile` with an eager
+fallback). They change how the step is computed, never what it computes (bf16 aside): the
+objective itself is `StyleTransferModule.compute_losses`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -47,10 +51,90 @@ def resolve_speed(speed: Mapping | None, device: torch.device | str = "cpu") -> 
     return resolved
 
 
-def is_compiled(module: torch.nn.Module) -> bool:
-    """Whether `module.compile()` is in effect (nn.Module.compile keeps state_dict keys)."""
-    return getattr(module, "_compiled_call_impl", None) is not None
+def resolve_precision(trainer_cfg, speed_cfg) -> str:
+    """trainer.precision wins; else speed.autocast (auto: bf16-mixed on a bf16 GPU or a CPU with native bf16)."""
+    if trainer_cfg.get("precision") not in (None, "auto"):
+        return str(trainer_cfg.get("precision"))
+    accelerator = str(trainer_cfg.get("accelerator") or "auto")
+    if accelerator in ("auto", "gpu"):
+        accelerator = "cuda" if torch.cuda.is_available() else ("cpu" if accelerator == "auto" else "cuda")
+    autocast = resolve_speed({"autocast": speed_cfg.get("autocast", False)}, accelerator)["autocast"]
+    return "bf16-mixed" if autocast else "32-true"
 
 
-def _uncompile(module: torch.nn.Module) -> None:
-    module._compiled_call_impl = None  # undoes nn.Module.compile(): calls go to the eager forward again
+@dataclass
+class StepPlan:
+    """How a training step runs on one kind of device: the resolved switches and the callables
+    to run each network with. Compiled callables are `torch.compile` wrappers made *beside*
+    the module's networks, never in place: checkpoints keep their keys, and falling back to
+    eager is just using the module's own networks again."""
+
+    device: str
+    switches: dict
+    transformer: Callable
+    lossnet: Callable
+    content_pass: Callable  # the (no-grad) content batch → its features at the content layer
+    compiled: bool = False
+
+
+def eager_plan(module, device: torch.device | str) -> StepPlan:
+    """The module's own networks with the switches resolved for `device`; changes nothing."""
+    kind = torch.device(device).type
+    switches = resolve_speed(module.hparams.speed, kind)
+    content_pass = module.content_features if switches["truncate_content"] else module.lossnet
+    return StepPlan(kind, switches, module.transformer, module.lossnet, content_pass)
+
+
+def prepare(module, step_context: Callable | None = None) -> StepPlan:
+    """Apply the switches for the module's current device and return its step plan.
+
+    Memory format and the loss network's dtype are set on the module. With `compile`, both
+    networks and the content pass are compiled and one trial step on a batch of the
+    training shape runs at once, inside `step_context()` (the trainer's autocast), so that
+    a compiler failure falls back to eager with a warning instead of failing the run at its
+    first step.
+    """
+    plan = eager_plan(module, module.device)
+    speed = plan.switches
+    fmt = torch.channels_last if speed["channels_last"] else torch.contiguous_format
+    module.transformer.to(memory_format=fmt)
+    module.lossnet.to(memory_format=fmt)
+    module.lossnet.to(torch.bfloat16 if speed["lossnet_half"] else torch.float32)
+    if not speed["compile"]:
+        return plan
+    # static shapes: training batches all share one shape (drop_last)
+    options = {"backend": speed["compile_backend"], "mode": speed["compile_mode"], "dynamic": False}
+    try:
+        lossnet = torch.compile(module.lossnet, **options)
+        compiled = replace(plan, transformer=torch.compile(module.transformer, **options), lossnet=lossnet,
+                           content_pass=torch.compile(plan.content_pass, **options) if speed["truncate_content"] else lossnet,
+                           compiled=True)
+        trial_step(module, compiled, step_context)
+        return compiled
+    except Exception as exc:  # noqa: BLE001 - any compiler/backend failure means: run eager
+        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:300]
+        warnings.warn(
+            f"torch.compile failed ({exc.__class__.__name__}: {first}); training continues without "
+            "compilation (set speed.compile=false to skip the attempt)", RuntimeWarning, stacklevel=2,
+        )
+        return plan
+
+
+def trial_step(module, plan: StepPlan, step_context: Callable | None = None) -> None:
+    """One forward+backward with `plan` on a random batch of the training shape: compiles now,
+    changes nothing (no optimiser step, gradients dropped, the global RNG untouched)."""
+    if not module.has_style:
+        return  # no style yet: compilation errors (if any) surface at the first step
+    size = int(module.hparams.image_size)
+    generator = torch.Generator().manual_seed(0)
+    batch = torch.rand(int(module.hparams.batch_size), 3, size, size, generator=generator).to(module.device)
+    was_training = module.training
+    module.train()
+    try:
+        with torch.enable_grad(), (step_context() if step_context else contextlib.nullcontext()):
+            loss = module.compute_losses(batch, plan)["loss"]
+        loss.backward()
+    finally:
+        for p in module.transformer.parameters():
+            p.grad = None
+        module.train(was_training)

@@ -17,21 +17,10 @@ from .data import StyleDataModule
 from .imageio import load_tensor
 from .modelfile import ModelLoadError
 from .module import StyleTransferModule
-from .speed import resolve_speed
+from .speed import resolve_precision, resolve_speed
 from .styles import resolve_style_image
 
 log = logging.getLogger("stylenet")
-
-
-def resolve_precision(trainer_cfg, speed_cfg) -> str:
-    """trainer.precision wins; else speed.autocast (auto: bf16-mixed on a bf16 GPU or a CPU with native bf16)."""
-    if trainer_cfg.get("precision") not in (None, "auto"):
-        return str(trainer_cfg.get("precision"))
-    accelerator = str(trainer_cfg.get("accelerator") or "auto")
-    if accelerator in ("auto", "gpu"):
-        accelerator = "cuda" if torch.cuda.is_available() else ("cpu" if accelerator == "auto" else "cuda")
-    autocast = resolve_speed({"autocast": speed_cfg.get("autocast", False)}, accelerator)["autocast"]
-    return "bf16-mixed" if autocast else "32-true"
 
 
 def wandb_has_key() -> bool:
@@ -97,7 +86,7 @@ def build(cfg: DictConfig, run_dir: Path):
         pl.callbacks.ModelCheckpoint(
             dirpath=cfg.checkpoint_dir, filename="step_{step:06d}", auto_insert_metric_name=False,
             every_n_train_steps=cfg.checkpoint.every_n_train_steps, save_top_k=cfg.checkpoint.keep,
-            monitor="global_step", mode="max", save_last=True,
+            monitor="step", mode="max", save_last=True,  # `step`: Lightning offers it to every checkpoint callback
         ),
         SampleGrid(datamodule.sample_batch(), run_dir / "samples", every_n_steps=cfg.samples.every_n_train_steps),
     ]

@@ -157,7 +157,7 @@ def test_inversion_from_a_shallow_layer_reconstructs_and_a_deep_one_loses_detail
 def test_texture_synthesis_matches_the_style_grams(shared):
     style = load_tensor(HOKUSAI, 48)
     net = squeezenet(SQUEEZE_STYLE)
-    targets = preimage.style_targets(net, style, list(SQUEEZE_STYLE))
+    targets = net.style_grams(style, list(SQUEEZE_STYLE))
     start = noise(style[..., :40, :40])
     before = preimage.gram_error(net, start, targets, SQUEEZE_STYLE)
     result = optimize(start, preimage.texture(net, targets, SQUEEZE_STYLE, style_weight=1e4), steps=30, clamp="straight_through")
@@ -200,7 +200,7 @@ def test_style_objective_is_the_training_loss(photo, shared):
     weights = perceptual_weights({**loss, "style_scale": 2.0})
     assert weights["style_weight"] == 2.0 * loss["style_weight"]
     net = squeezenet([weights["content_layer"], *weights["style_layers"]])
-    targets = preimage.style_targets(net, load_tensor(HOKUSAI, 48), list(weights["style_layers"]))
+    targets = net.style_grams(load_tensor(HOKUSAI, 48), list(weights["style_layers"]))
     objective = preimage.style_transfer(net, photo, targets, weights)
     x = noise(photo)
     expected = perceptual_loss(net(x), net(photo), targets, x, **weights)

@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from stylenet.module import StyleTransferModule
-from stylenet.speed import is_compiled, resolve_speed
+from stylenet.speed import eager_plan, resolve_speed
 
 from .conftest import CONFIGS, HOKUSAI, ROOT, SQUEEZENET, compose, make_images, tiny_overrides
 
@@ -155,17 +155,18 @@ def test_compile_switch():
     on = build({**FAST_FP32, "compile": True, "compile_backend": "eager"})
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        on.setup_speed()
-    assert is_compiled(on.transformer) and is_compiled(on.lossnet)
-    assert set(on.state_dict()) == set(build(REFERENCE).state_dict())  # nn.Module.compile keeps the keys
+        plan = on.setup_speed()
+    assert plan.compiled and plan.transformer is not on.transformer and plan.lossnet is not on.lossnet
+    assert set(on.state_dict()) == set(build(REFERENCE).state_dict())  # compiled beside the module: same keys
+    batch = torch.rand(2, 3, 32, 32)
+    assert torch.allclose(on.compute_losses(batch)["loss"], on.compute_losses(batch, eager_plan(on, "cpu"))["loss"], rtol=1e-4)
     off = build({**FAST_FP32, "compile": False})
-    off.setup_speed()
-    assert not is_compiled(off.transformer) and not is_compiled(off.lossnet)
+    plan = off.setup_speed()
+    assert not plan.compiled and plan.transformer is off.transformer and plan.lossnet is off.lossnet
 
 
 def test_autocast_switch():
-    from stylenet.speed import cpu_has_fast_bf16
-    from stylenet.train import resolve_precision
+    from stylenet.speed import cpu_has_fast_bf16, resolve_precision
 
     cpu = {"accelerator": "cpu", "precision": None}
     assert resolve_precision(cpu, {"autocast": True}) == "bf16-mixed"
@@ -222,7 +223,7 @@ def test_compile_failure_warns_and_training_runs(tmp_path):
     with pytest.warns(RuntimeWarning, match="torch.compile failed"):
         trainer, module = _train(tmp_path, ["speed.compile=true", "speed.compile_backend=stylenet_test_broken"], steps=2)
     assert trainer.global_step == 2
-    assert not is_compiled(module.transformer)
+    assert not module.step_plan.compiled and module.step_plan.transformer is module.transformer
 
 
 # -- data: the pre-resize cache --------------------------------------------------------------------------
