@@ -1,32 +1,30 @@
 #!/usr/bin/env python
-"""Benchmarks that print a table: `python scripts/benchmark.py mode=train|data|infer|gatys [key=value ...]`.
+"""Benchmarks that print a table: `python scripts/benchmark.py mode=train|data|infer|gatys|quality [key=value ...]`.
 
-Each mode lives in `stylenet/bench/<mode>.py`; `mode=X --help` lists its options.
+Each mode is `scripts/bench/<mode>.py` with its options in `configs/tools/benchmark/<mode>.yaml`
+(`mode=X --help` lists them, `--cfg job` prints them). They are tools of this repository,
+not part of the `stylenet` package; the same command is `stylenet-benchmark`.
 """
 
 import importlib
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from stylenet.commands import app
 
 MODES = ("train", "data", "infer", "gatys", "quality")
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     modes = [a.partition("=")[2] for a in argv if a.startswith("mode=")]
     if len(modes) != 1 or modes[0] not in MODES:
-        print(f"usage: python scripts/benchmark.py mode={{{'|'.join(MODES)}}} [key=value ...]", file=sys.stderr)
-        return 2
+        print(f"usage: python scripts/benchmark.py mode={{{'|'.join(MODES)}}} [key=value ...] [--help]", file=sys.stderr)
+        return 0 if {"-h", "--help"} & set(argv) else 2
+    bench = importlib.import_module(f"bench.{modes[0]}")
+    # the mode picks the config; the config itself says `mode: <name>`
     rest = [a for a in argv if not a.startswith("mode=")]
-    from stylenet.cli import UsageError
-
-    try:
-        return importlib.import_module(f"stylenet.bench.{modes[0]}").main(rest) or 0
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return app.run(f"benchmark/{modes[0]}", bench.run, rest, config_dir=app.TOOLS_DIR, errors=(FileNotFoundError,))
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -16,6 +16,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 CONFIGS = ROOT / "configs"
+TOOLS = CONFIGS / "tools"
 SQUEEZENET = SHARED / "weights" / "squeezenet1_1-imagenet.pth"
 HOKUSAI = SHARED / "data" / "styles" / "hokusai.jpg"
 COCO = SHARED / "data" / "coco-sample"
@@ -49,13 +50,23 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
 
 
-def compose(overrides: list[str] = (), config_name: str = "train"):
-    """The Hydra config `train.py` would see for these overrides."""
+def compose(overrides: list[str] = (), config_name: str = "train", config_dir: Path = CONFIGS):
+    """The Hydra config `train.py` (or another command: `config_name`, `config_dir`) would see for these overrides."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=list(overrides))
+
+
+def load_script(name: str):
+    """scripts/<name>.py as a module: its `main(argv) -> exit code` runs the command in-process."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"script_{name}", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def make_images(folder: Path, n: int = 8, size: tuple[int, int] = (48, 40)) -> Path:

@@ -1,7 +1,6 @@
 """Export: checkpoint → <style>.safetensors (+ TorchScript, ONNX) that reproduce the trained network."""
 
 import contextlib
-import importlib.util
 import io
 import json
 import re
@@ -18,7 +17,7 @@ from stylenet.inference import Stylizer
 from stylenet.modelfile import FORMAT, read_model_file
 from stylenet.transformer import TransformerNet
 
-from .conftest import ROOT, SUBPROCESS_ENV
+from .conftest import ROOT, SUBPROCESS_ENV, load_script
 
 
 
@@ -79,19 +78,12 @@ def test_fp16_export_is_half_the_size_and_close(tiny_checkpoint, tmp_path):
     assert (y16 - y32).abs().max() < 1e-2
 
 
-def load_export_script():
-    spec = importlib.util.spec_from_file_location("script_export", ROOT / "scripts" / "export.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def exported(tiny_checkpoint, tmp_path_factory) -> dict:
     """All three formats, written once by the export CLI (in-process: one interpreter start saved)."""
     out, printed = tmp_path_factory.mktemp("exported"), io.StringIO()
     with contextlib.redirect_stdout(printed):
-        assert load_export_script().main([f"ckpt={tiny_checkpoint}", "format=all", f"out_dir={out}"]) == 0
+        assert load_script("export").main([f"ckpt={tiny_checkpoint}", "format=all", f"out_dir={out}"]) == 0
     style = read_model_file(tiny_checkpoint).style_name
     paths = {"safetensors": out / f"{style}.safetensors", "torchscript": out / f"{style}.torchscript.pt", "onnx": out / f"{style}.onnx"}
     return {**paths, "stdout": printed.getvalue()}

@@ -11,13 +11,12 @@ import torch
 from hydra.errors import MissingConfigException
 from PIL import Image
 
+from bench import gatys as bench
 from stylenet import gatys
-from stylenet.bench import gatys as bench
-from stylenet.cli import parse_overrides
 from stylenet.errors import UserError
 from stylenet.imageio import load_tensor, save_image
 
-from .conftest import CHICAGO, HOKUSAI, ROOT, SQUEEZENET, compose
+from .conftest import CHICAGO, HOKUSAI, ROOT, SQUEEZENET, TOOLS, compose, load_script
 
 TINY = [f"style.image={HOKUSAI}", "style.size=48", "loss.network=squeezenet1_1", f"loss.weights={SQUEEZENET}",
         "size=32", "steps=3", "progress=false"]
@@ -120,7 +119,7 @@ def test_benchmark_scores_both_methods_with_the_training_loss(tiny_checkpoint, t
     photo = save_image(load_tensor(CHICAGO, 32)[..., :32, :32], tmp_path / "square.png")
     argv = [f"model={tiny_checkpoint}", f"content={photo}", "sizes=[32]", "iterations=[2,4]", "repeats=1",
             f"output={tmp_path / 'side.png'}"]
-    rows = bench.run(parse_overrides(argv, bench.DEFAULTS, ("model",)))
+    rows = bench.run(compose(argv, config_name="benchmark/gatys", config_dir=TOOLS))
     assert [(r["method"], r["iters"]) for r in rows] == [("network", "-"), ("gatys", 2), ("gatys", 4)]
     assert (tmp_path / "side.png").is_file()
     assert "speedup" in capsys.readouterr().out
@@ -133,5 +132,7 @@ def test_benchmark_scores_both_methods_with_the_training_loss(tiny_checkpoint, t
 
 
 def test_benchmark_bad_model_is_exit_2(tmp_path, capsys):
-    assert bench.main([f"model={tmp_path / 'missing.ckpt'}"]) == 2
+    benchmark = load_script("benchmark")
+    assert benchmark.main(["mode=gatys", f"model={tmp_path / 'missing.ckpt'}"]) == 2
     assert "error: model file not found" in capsys.readouterr().err
+    assert benchmark.main(["mode=paint"]) == 2 and "usage: python scripts/benchmark.py mode=" in capsys.readouterr().err

@@ -7,10 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from stylenet.bench import quality
+from bench import quality
 from stylenet.module import lr_schedule
 
-from .conftest import CHICAGO, HOKUSAI, ROOT, SUBPROCESS_ENV, compose, make_images, tiny_overrides
+from .conftest import CHICAGO, HOKUSAI, ROOT, SUBPROCESS_ENV, TOOLS, compose, make_images, tiny_overrides
 
 
 def test_gatys_match_known_answers():
@@ -40,8 +40,8 @@ def test_median_counts_unmatched_as_above_the_cap():
 @pytest.mark.parametrize("which", ["export", "ckpt"])
 def test_quality_benchmark_prints_rows_and_median(which, export_path, tiny_checkpoint, tmp_path, capsys, one_thread):
     model = export_path if which == "export" else tiny_checkpoint
-    cfg = {**quality.DEFAULTS, "model": str(model), "content": str(CHICAGO), "size": 32, "max_iterations": 4,
-           "style": str(HOKUSAI), "style_size": 64, "output": str(tmp_path / "side.png")}
+    cfg = compose([f"model={model}", f"content={CHICAGO}", "size=32", "max_iterations=4", f"style={HOKUSAI}",
+                   "style_size=64", f"output={tmp_path / 'side.png'}"], config_name="benchmark/quality", config_dir=TOOLS)
     rows = quality.run(cfg)
     out = capsys.readouterr().out
     assert len(rows) == 1 and rows[0]["image"] == "chicago.jpg"

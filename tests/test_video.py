@@ -1,6 +1,5 @@
 """Video files and the live loop: frame count, size and fps kept; late frames dropped; clear errors."""
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import pytest
 from stylenet.video import (CameraError, LatestFrame, LiveState, VideoError, VideoWriter, compose_view, handle_key,
                             run_live, stylize_video)
 
-from .conftest import ROOT, SUBPROCESS_ENV
+from .conftest import ROOT, SUBPROCESS_ENV, load_script
 
 W, H, FPS = 64, 48, 15.0
 
@@ -45,13 +44,6 @@ def probe(path: Path) -> tuple[int, float, int, int]:
     info = (n, cap.get(cv2.CAP_PROP_FPS), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
     cap.release()
     return info
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"script_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

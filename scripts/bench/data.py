@@ -20,48 +20,18 @@ import time
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
-from ..cli import parse_overrides
+from stylenet.commands.app import as_list
 
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT.parent / "shared" / "data" / "coco-sample"
-
-USAGE = """
-python scripts/benchmark.py mode=data [path=DIR] [workers=[0,1,2]] [preresize=[null,256]] [upscale=640] ...
-
-Images/s (and per worker) of the training loader for each number of workers, with the
-images decoded as they are and from the pre-resized cache.
-"""
-
-DEFAULTS = {
-    "source": "folder",            # folder | hub
-    "path": str(SAMPLE),           # source=folder: the images
-    "name": "detection-datasets/coco",  # source=hub: the dataset (image column `image_column`)
-    "split": "train",
-    "image_column": "image",
-    "max_images": None,
-    "workers": "auto",             # list, or auto = 0, 1, 2, 4, ... up to the cores
-    "batch_size": 16,
-    "images": 320,                 # images timed per row (after the first batch, which is not timed)
-    "size": 256,                   # training crop
-    "preresize": [None, 256],      # rows without / with the pre-resize cache (short side px)
-    "upscale": None,               # e.g. 640: time on temporary copies with this long side (COCO-sized)
-    "pin_memory": "auto",          # auto: on when a GPU is present
-    "prefetch_factor": 4,
-}
-
-
-class _Cfg(dict):
-    """Attribute access over a dict: what StyleDataModule reads from its (OmegaConf) config."""
-
-    __getattr__ = dict.__getitem__
+from . import CONFIG_DIR
 
 
 def _upscaled_copy(src: Path, long_side: int, dest: Path) -> Path:
     from PIL import Image
 
-    from ..data import find_images
-    from ..imageio import load_image
+    from stylenet.data import find_images
+    from stylenet.imageio import load_image
 
     for i, path in enumerate(find_images(src)):
         image = load_image(path)
@@ -73,7 +43,7 @@ def _upscaled_copy(src: Path, long_side: int, dest: Path) -> Path:
 
 def _worker_counts(spec) -> list[int]:
     if spec in (None, "auto"):
-        from ..data import available_cores
+        from stylenet.data import available_cores
 
         cores = available_cores()
         counts, n = [0, 1], 2
@@ -81,12 +51,12 @@ def _worker_counts(spec) -> list[int]:
             counts.append(n)
             n *= 2
         return counts
-    return [int(w) for w in (spec if isinstance(spec, list) else [spec])]
+    return [int(w) for w in as_list(spec)]
 
 
-def time_loader(cfg: _Cfg, images: int) -> tuple[float, float]:
+def time_loader(cfg, images: int) -> tuple[float, float]:
     """(seconds to the first batch, images/s after it) of the training loader for `cfg`."""
-    from ..data import StyleDataModule
+    from stylenet.data import StyleDataModule
 
     dm = StyleDataModule(cfg)
     dm.setup("fit")
@@ -106,10 +76,20 @@ def time_loader(cfg: _Cfg, images: int) -> tuple[float, float]:
     return first, rate
 
 
-def main(argv: list[str]) -> None:
-    args = parse_overrides(argv, DEFAULTS, usage=USAGE)
+def data_config(args, path: str):
+    """The training data config (configs/data/folder.yaml or coco.yaml) with the benchmark's values."""
+    base = OmegaConf.load(CONFIG_DIR / "data" / ("folder.yaml" if args["source"] == "folder" else "coco.yaml"))
+    values = {"source": args["source"], "path": path, "image_size": int(args["size"]), "batch_size": int(args["batch_size"]),
+              "prefetch_factor": int(args["prefetch_factor"]), "max_images": args["max_images"], "streaming": False}
+    if args["source"] != "folder":
+        values.update(name=args["name"], split=args["split"], image_column=args["image_column"])
+    return OmegaConf.merge(base, values)
+
+
+def run(args) -> None:
+    """Time the training loader for each pre-resize setting and number of workers; print the table."""
     workers = _worker_counts(args["workers"])
-    preresizes = args["preresize"] if isinstance(args["preresize"], list) else [args["preresize"]]
+    preresizes = as_list(args["preresize"])
     pin = torch.cuda.is_available() if args["pin_memory"] in (None, "auto") else bool(args["pin_memory"])
     tmp = Path(tempfile.mkdtemp(prefix="stylenet-bench-data-"))
     try:
@@ -117,11 +97,7 @@ def main(argv: list[str]) -> None:
         if args["source"] == "folder" and args["upscale"]:
             (tmp / "upscaled").mkdir()
             path = str(_upscaled_copy(Path(path), int(args["upscale"]), (tmp / "upscaled").resolve()))
-        base = {"source": args["source"], "path": path, "name": args["name"], "split": args["split"],
-                "image_column": args["image_column"], "streaming": False, "cache_dir": None,
-                "image_size": int(args["size"]), "batch_size": int(args["batch_size"]), "pin_memory": pin,
-                "persistent_workers": True, "prefetch_factor": int(args["prefetch_factor"]), "val_images": None,
-                "max_images": args["max_images"], "preresize_cache": None}
+        base = OmegaConf.merge(data_config(args, path), {"pin_memory": pin, "persistent_workers": True})
         what = f"{args['source']} {path if args['source'] == 'folder' else args['name']}"
         print(f"# loader throughput: {what}" + (f" (copies upscaled to long side {args['upscale']} px)" if args["upscale"] else ""))
         print(f"# {args['size']}-px random crops, batch {args['batch_size']}, {args['images']} images timed per row "
@@ -130,15 +106,15 @@ def main(argv: list[str]) -> None:
         print(header)
         print("-" * len(header))
         for pre in preresizes:
-            cfg = _Cfg(base, preresize=pre, preresize_cache=str(tmp / f"cache-{pre}") if pre else None)
+            cfg = OmegaConf.merge(base, {"preresize": pre, "preresize_cache": str(tmp / f"cache-{pre}") if pre else None})
             if pre:
                 start = time.perf_counter()
-                from ..data import StyleDataModule
+                from stylenet.data import StyleDataModule
 
                 StyleDataModule(cfg).setup("fit")  # builds the cache (once)
                 print(f"# pre-resize cache ({pre} px) built in {time.perf_counter() - start:.1f} s (one time)")
             for n in workers:
-                first, rate = time_loader(_Cfg(cfg, num_workers=n), int(args["images"]))
+                first, rate = time_loader(OmegaConf.merge(cfg, {"num_workers": n}), int(args["images"]))
                 per = rate / max(1, n)
                 print(f"{str(pre or 'off'):>9} {n:>7} {first:>13.2f} {rate:>9.1f} {per:>10.1f}", flush=True)
     finally:

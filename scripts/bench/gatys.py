@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -23,43 +21,19 @@ from pathlib import Path
 # (takes effect when this module is what first imports torch, as from scripts/benchmark.py)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
+from torch.utils.benchmark import Measurement, Timer  # noqa: E402
 
-USAGE = """python scripts/benchmark.py mode=gatys model=PATH [content=FILE|DIR|[FILES]] [sizes=[256,512]]
-       [iterations=[100,300,500]] [init=noise|content] [style=PRESET|IMAGE] [loss_weights=PATH] [output=PNG]
-
-Gatys et al. (L-BFGS over pixels) vs one pass of the trained network at each size: seconds,
-speed-up, objective (content + style + TV with the model's own loss weights), and how many
-L-BFGS iterations reach the network's objective. Quick run: sizes=[256] iterations=[50,100]."""
-
-DEFAULTS = {
-    "model": None,                                # a .ckpt (uses its Gram targets) or a .safetensors export
-    "content": "../shared/data/content/chicago.jpg",  # an image, a folder of images, or a list
-    "max_images": 3,                              # at most this many images from a folder
-    "sizes": [256, 512],                          # square side in pixels
-    "iterations": [100, 300, 500],                # Gatys L-BFGS iteration counts to report
-    "init": "noise",                              # Gatys start: noise (as Gatys et al.) | content
-    "seed": 0,
-    "lbfgs_history": 100,
-    "repeats": 3,                                 # network timing: median of this many passes
-    "style": None,                                # exports only: preset name or image (default: the model's style)
-    "style_size": 512,                            # ... short side of the style image for its Grams
-    "loss_weights": None,                         # override the loss network weights path recorded in the model
-    "device": "cpu",
-    "precision": "auto",                          # the network's: auto = fp16 on a GPU, fp32 on CPU
-    "output": "outputs/benchmark/gatys.png",      # the side-by-side PNG
-    "threads": None,                              # torch.set_num_threads (null: torch's default)
-}
-
+from stylenet.commands.app import as_list  # noqa: E402
 
 def _content_paths(spec) -> list[Path]:
-    from ..imageio import IMAGE_EXTENSIONS, ImageError
+    """`content=`: an image, a folder of images, or a list of either."""
+    from stylenet.imageio import ImageError, find_images
 
-    specs = spec if isinstance(spec, list) else [spec]
     paths: list[Path] = []
-    for item in specs:
+    for item in as_list(spec):
         p = Path(str(item))
         if p.is_dir():
-            paths += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTENSIONS)
+            paths += find_images(p)
         elif p.is_file():
             paths.append(p)
         else:
@@ -71,7 +45,7 @@ def _content_paths(spec) -> list[Path]:
 
 def square(image: torch.Tensor, size: int) -> torch.Tensor:
     """Centre crop to a square, then resize to size × size (Johnson's 256², 512² inputs)."""
-    from ..preimage import resize
+    from stylenet.preimage import resize
 
     h, w = image.shape[-2:]
     s = min(h, w)
@@ -79,34 +53,31 @@ def square(image: torch.Tensor, size: int) -> torch.Tensor:
     return resize(image[..., top:top + s, left:left + s], (size, size))
 
 
-def _style_targets(cfg: dict, model_path: Path, metadata: dict, lossnet, layers) -> tuple[dict, str]:
+def _style_targets(cfg, model_path: Path, metadata: dict, lossnet, layers) -> tuple[dict, str]:
     """The Gram targets: the checkpoint's own buffers, else computed from the style image."""
     if model_path.suffix == ".ckpt":
+        from stylenet.module import target_grams_in
+
         state = torch.load(model_path, map_location="cpu", weights_only=True).get("state_dict", {})
-        grams = {name: state.get(f"target_gram_{name}") for name in layers}
-        if all(g is not None and g.numel() for g in grams.values()):
+        grams = target_grams_in(state, layers)
+        if grams is not None:
             return grams, "checkpoint Gram targets"
-    from ..imageio import load_tensor
-    from ..preimage import style_targets
-    from ..styles import StyleError, style_image_path
+    from stylenet.imageio import load_tensor
+    from stylenet.styles import StyleError, style_image_path
 
     spec = cfg["style"] or metadata.get("style_name")
     if not spec:
         raise StyleError(f"{model_path} names no style; pass style=PRESET|IMAGE")
     path = style_image_path(spec)
-    return style_targets(lossnet, load_tensor(path, int(cfg["style_size"])), layers), f"style image {path}"
+    return lossnet.style_grams(load_tensor(path, int(cfg["style_size"])), layers), f"style image {path}"
 
 
 def _network_seconds(stylizer, x: torch.Tensor, repeats: int) -> tuple[torch.Tensor, float]:
-    y = stylizer.stylize_tensor(x)  # warm-up (allocator, oneDNN primitives)
-    times = []
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        y = stylizer.stylize_tensor(x)
-        if y.is_cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return y.float().clamp(0, 1), statistics.median(times)
+    """The network's output and its median seconds per pass (after a warm-up: allocator, oneDNN primitives)."""
+    y = stylizer.stylize_tensor(x)
+    timer = Timer(stmt="stylizer.stylize_tensor(x)", globals={"stylizer": stylizer, "x": x}, num_threads=torch.get_num_threads())
+    (times,) = Measurement.merge([timer.timeit(1) for _ in range(max(1, repeats))])
+    return y.float().clamp(0, 1), times.median
 
 
 def gatys_run(objective, x0: torch.Tensor, iterations: list[int], history_size: int, target: float):
@@ -117,13 +88,13 @@ def gatys_run(objective, x0: torch.Tensor, iterations: list[int], history_size: 
     user would save; `reach` is the first k ≥ 1 with trace[k] ≤ target, else None.
     Seconds count only the optimiser, not the snapshot copies.
     """
-    from ..optimize import optimize
+    from stylenet.device import synchronize
+    from stylenet.optimize import optimize
 
     wanted, snaps, clock = set(iterations), {}, {"timed": 0.0, "mark": 0.0}
 
     def callback(step, image, _terms):
-        if image.is_cuda:
-            torch.cuda.synchronize()
+        synchronize(image.device)
         clock["timed"] += time.perf_counter() - clock["mark"]
         if step in wanted:
             snaps[step] = (clock["timed"], image.clamp(0, 1))
@@ -137,40 +108,23 @@ def gatys_run(objective, x0: torch.Tensor, iterations: list[int], history_size: 
     return snaps, reach, trace
 
 
-def main(argv: list[str]) -> int:
-    from ..cli import parse_overrides
-
-    cfg = parse_overrides(argv, DEFAULTS, required=("model",), usage=USAGE)
-    from ..imageio import ImageError
-    from ..modelfile import ModelLoadError
-    from ..lossnet import LossNetworkError
-    from ..optimize import OptimizeError
-    from ..styles import StyleError
-
-    try:
-        run(cfg)
-    except (ModelLoadError, ImageError, LossNetworkError, StyleError, OptimizeError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def run(cfg: dict) -> list[dict]:
+def run(cfg) -> list[dict]:
     """The benchmark; returns the table rows (also printed) and writes cfg['output']."""
-    from ..imageio import load_tensor, save_image
-    from ..inference import Stylizer
-    from ..lossnet import LossNetwork
-    from ..optimize import OptimizeError, initial_image
-    from ..losses import perceptual_weights
-    from ..preimage import contact_sheet, resize, style_transfer
+    from stylenet.imageio import load_tensor, save_image
+    from stylenet.inference import Stylizer
+    from stylenet.losses import perceptual_weights
+    from stylenet.lossnet import LossNetwork
+    from stylenet.modelfile import resolve_model
+    from stylenet.optimize import OptimizeError, initial_image
+    from stylenet.preimage import contact_sheet, resize, style_transfer
 
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))
-    sizes, iterations = [int(s) for s in _as_list(cfg["sizes"])], sorted(int(n) for n in _as_list(cfg["iterations"]))
+    sizes, iterations = [int(s) for s in as_list(cfg["sizes"])], sorted(int(n) for n in as_list(cfg["iterations"]))
     if not sizes or not iterations or min(iterations) < 1:
         raise OptimizeError("sizes and iterations must be non-empty lists of positive numbers")
-    stylizer = Stylizer.load(cfg["model"], device=cfg["device"], precision=cfg["precision"])
-    model_path = Path(str(cfg["model"]))
+    model_path = resolve_model(str(cfg["model"]))
+    stylizer = Stylizer.load(model_path, device=cfg["device"], precision=cfg["precision"])
     loss = json.loads(stylizer.metadata.get("loss") or "{}")
     if not loss:
         raise OptimizeError(f"{model_path} records no loss config; cannot score its results")
@@ -218,10 +172,6 @@ def run(cfg: dict) -> list[dict]:
     out = save_image(contact_sheet(tiles, labels, nrow=2 + len(iterations)), cfg["output"])
     print(f"side by side: {out}")
     return rows
-
-
-def _as_list(value) -> list:
-    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def format_table(rows: list[dict]) -> str:

@@ -10,7 +10,6 @@ cost one run each.
 
 from __future__ import annotations
 
-import statistics
 import sys
 import tempfile
 import time
@@ -19,48 +18,37 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch.utils.benchmark import Measurement, Timer
 
-from ..cli import parse_overrides
-from ..transformer import TransformerNet
+from stylenet.device import pick_device
+from stylenet.transformer import TransformerNet
 
-MODELS = {"full": {"width": 32, "num_residual": 5}, "slim": {"width": 16, "num_residual": 3}}
+from . import model_config
+
+#: the table's model names → configs/model/<name>.yaml
+MODELS = {"full": "johnson", "slim": "slim"}
 VARIANTS = ("fp32", "channels_last", "fp16", "bf16", "compiled", "onnxruntime")
 LABELS = {"fp32": "fp32 eager", "channels_last": "channels_last", "fp16": "fp16 (GPU)", "bf16": "bf16 (GPU)",
           "compiled": "torch.compile", "onnxruntime": "ONNX Runtime (CPU)"}
 GPU_ONLY = ("fp16", "bf16")
-DEFAULTS = {
-    "models": list(MODELS), "variants": list(VARIANTS), "sizes": ["640x480", "1280x720", "1920x1080"],
-    "repeat": 3, "max_cell_s": 1.0, "device": "auto", "threads": None, "batch": 1,
-}
-USAGE = "python scripts/benchmark.py mode=infer [models=[full,slim]] [variants=[...]] [sizes=[640x480]] [repeat=3] [threads=N]"
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def time_runs(fn: Callable[[], object], device: torch.device, repeat: int, max_cell_s: float) -> float:
-    """Median seconds per call. The first call is the warm-up, unless it alone took longer than
-    max_cell_s: then warm-up effects are noise and it is the measurement (keeps CPU runs short)."""
-
-    def once() -> float:
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        return time.perf_counter() - start
-
-    first = once()
-    if first > max_cell_s:
-        return first
-    times: list[float] = []
-    while len(times) < repeat and (not times or sum(times) < max_cell_s):
-        times.append(once())
-    return statistics.median(times)
+def time_runs(fn: Callable[[], object], repeat: int, max_cell_s: float) -> float:
+    """Median seconds per call (torch.utils.benchmark: device-synchronised, all threads). The
+    first call is the warm-up, unless it alone took longer than max_cell_s: then warm-up
+    effects are noise and it is the measurement (keeps CPU runs short)."""
+    timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    first = timer.timeit(1)
+    if first.median > max_cell_s:
+        return first.median
+    runs = [timer.timeit(1)]
+    while len(runs) < repeat and sum(r.median for r in runs) < max_cell_s:
+        runs.append(timer.timeit(1))
+    return Measurement.merge(runs)[0].median
 
 
 def runner(variant: str, net: TransformerNet, device: torch.device, tmp: Path) -> Callable[[torch.Tensor], object]:
@@ -70,7 +58,7 @@ def runner(variant: str, net: TransformerNet, device: torch.device, tmp: Path) -
     if variant == "onnxruntime":
         import onnxruntime as ort
 
-        from ..export import write_onnx
+        from stylenet.export import write_onnx
 
         path = tmp / f"net{id(net)}.onnx"
         if not path.exists():
@@ -106,10 +94,8 @@ def cell(ms: float) -> str:
     return f"{ms:8.1f} ms {1000.0 / ms:7.2f} FPS"
 
 
-def main(argv: list[str]) -> int:
-    cfg = parse_overrides(argv, DEFAULTS, usage=USAGE)
-    from ..device import pick_device
-
+def run(cfg) -> None:
+    """Time every (model, variant, size) cell and print the table."""
     device = pick_device(cfg["device"])
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))
@@ -129,7 +115,7 @@ def main(argv: list[str]) -> int:
     notes: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in cfg["models"]:
-            arch = MODELS[name]
+            arch = model_config(MODELS[name])
             torch.manual_seed(0)
             net = TransformerNet(**arch).eval().to(device)
             model_label = f"{name} ({arch['width']}ch, {arch['num_residual']} res)"
@@ -159,12 +145,11 @@ def main(argv: list[str]) -> int:
                         x = x.to(device)
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
-                        seconds = time_runs(lambda: fn(x), device, int(cfg["repeat"]), float(cfg["max_cell_s"]))
+                        seconds = time_runs(lambda: fn(x), int(cfg["repeat"]), float(cfg["max_cell_s"]))
                     cells.append(cell(1000.0 * seconds / int(cfg["batch"])))
                     log(f"  {name:5s} {LABELS[variant]:20s} {w}x{h}: {cells[-1].strip()}")
                 rows.append((model_label, label, cells))
     print_table(header, [f"{w}x{h}" for w, h in sizes], rows, notes)
-    return 0
 
 
 def print_table(header: str, columns: list[str], rows, notes: list[str]) -> None:

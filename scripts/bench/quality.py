@@ -14,32 +14,10 @@ from __future__ import annotations
 
 import json
 import statistics
-from pathlib import Path
 
 import torch
 
-from ..cli import parse_overrides
 from .gatys import _content_paths, _style_targets, square
-
-USAGE = """python scripts/benchmark.py mode=quality model=PATH [content=DIR|FILE|[FILES]] [size=256] [max_iterations=300]
-
-The model's objective on unseen photos and the number of Gatys L-BFGS iterations (same objective,
-started from the photo) needed to reach it; last line: median Gatys iterations matched."""
-
-DEFAULTS = {
-    "model": None,                           # an export (.safetensors), a .ckpt, or a preset name under checkpoints/
-    "content": "../shared/data/content",     # photos not seen in training
-    "max_images": 8,
-    "size": 256,
-    "max_iterations": 300,                   # a network beyond this is reported as ">max"
-    "lbfgs_history": 100,
-    "style": None,                           # exports only: preset name or image (default: the model's style)
-    "style_size": 512,
-    "loss_weights": None,                    # override the loss network weights file recorded in the model
-    "device": "cpu",
-    "threads": None,
-    "output": None,                          # optional PNG: photo | network | Gatys at the matched iteration
-}
 
 
 class _Reached(Exception):
@@ -52,7 +30,7 @@ def gatys_match(objective, x0: torch.Tensor, target: float, max_iterations: int,
     Returns (k, image): k is the number of iterations that got there (0: x0 itself already
     does), None if `max_iterations` did not; image is that iterate, clipped.
     """
-    from ..optimize import optimize
+    from stylenet.optimize import optimize
 
     with torch.no_grad():
         if float(objective(x0.clamp(0, 1))["loss"]) <= target:
@@ -74,21 +52,15 @@ def gatys_match(objective, x0: torch.Tensor, target: float, max_iterations: int,
     return (max_iterations if result.final["loss"] <= target else None), result.image
 
 
-def main(argv: list[str]) -> int:
-    cfg = parse_overrides(argv, DEFAULTS, required=("model",), usage=USAGE)
-    run(cfg)
-    return 0
-
-
-def run(cfg: dict) -> list[dict]:
+def run(cfg) -> list[dict]:
     """The benchmark; returns one row per photo (also printed)."""
-    from ..imageio import load_tensor, save_image
-    from ..inference import Stylizer
-    from ..modelfile import resolve_model
-    from ..losses import perceptual_weights
-    from ..lossnet import LossNetwork
-    from ..optimize import OptimizeError
-    from ..preimage import contact_sheet, style_transfer
+    from stylenet.imageio import load_tensor, save_image
+    from stylenet.inference import Stylizer
+    from stylenet.modelfile import resolve_model
+    from stylenet.losses import perceptual_weights
+    from stylenet.lossnet import LossNetwork
+    from stylenet.optimize import OptimizeError
+    from stylenet.preimage import contact_sheet, style_transfer
 
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))

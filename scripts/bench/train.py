@@ -7,14 +7,15 @@ fast, reference, fast … — so that load from other processes on a shared mach
 alike; the table shows medians.
 
 One timed step is exactly what Lightning runs per batch under automatic optimisation:
-the host batch copied to the device (non-blocking from pinned memory on a GPU),
-`module.compute_losses` inside the autocast context Lightning's `bf16-mixed` plugin
-uses (`torch.autocast(device, bfloat16, cache_enabled=False)`), `zero_grad`,
-`backward`, `Adam.step`; and the module is prepared by the same `setup_speed` that its
-`on_fit_start` calls. It is called directly rather than through a `Trainer` so that every
-step can be timed alone (CUDA-synchronised) without the trainer's per-step logging and
-progress bar, and so that this runs where only torch, torchvision and Lightning are
-installed (no Hydra, OmegaConf, datasets, wandb).
+the host batch copied to the device (non-blocking from pinned memory on a GPU), the
+module's own objective `compute_losses` inside the train-step context of Lightning's own
+precision plugin (`bf16-mixed` where `speed.autocast` resolves on), `zero_grad`,
+`backward`, `Adam.step` from the module's `configure_optimizers`; and the module is
+prepared by the same `setup_speed` that its `on_fit_start` calls. It is called directly
+rather than through a `Trainer` so that every step can be timed alone (with
+`torch.utils.benchmark.Timer`, device-synchronised) without the trainer's per-step
+logging and progress bar. The loss network, model and speed configurations are the
+training's own YAML (configs/loss/perceptual.yaml, configs/model/, configs/speed/).
 
 Also printed: the FLOPs of one training step (counted with FlopCounterMode on an eager
 fp32 copy at batch 1; every term scales linearly with the batch), the achieved FLOP
@@ -29,92 +30,44 @@ import statistics
 import sys
 import time
 import weakref
-from pathlib import Path
 
 import torch
-import yaml
+from omegaconf import OmegaConf
+from torch.utils.benchmark import Timer
 
-from ..cli import parse_overrides
+from stylenet.commands.app import as_list
+from stylenet.device import pick_device, synchronize
+from stylenet.errors import UserError
+from stylenet.speed import resolve_speed
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-
-USAGE = """
-python scripts/benchmark.py mode=train [batch_sizes=[4,8,16,32]] [steps=5] [size=256] [network=vgg16] ...
-
-Images/s, ms/step (median of `steps` timed steps after `warmup`), and peak memory of one
-training step at size×size px, for each batch size and each configuration in `configs`
-(names of configs/speed/*.yaml). `fast={compile: false}` overrides switches of `fast`.
-"""
-
-DEFAULTS = {
-    "batch_sizes": [4, 8, 16, 32],
-    "steps": 5,                    # timed steps per configuration and batch size (median reported)
-    "warmup": 2,                   # untimed steps first (torch.compile and cuDNN autotuning happen here)
-    "size": 256,                   # training crop, px
-    "network": "vgg16",            # loss network: vgg16 | vgg19 | squeezenet1_1
-    "weights": None,               # loss-network weights (null = random: same speed, no download)
-    "model": "johnson",            # configs/model/<name>.yaml
-    "configs": ["reference", "fast"],
-    "fast": {},                    # switch overrides for `fast`, e.g. fast={compile: false}
-    "reference": {},               # switch overrides for `reference`
-    "device": "auto",              # auto | cpu | cuda | cuda:N
-    "threads": None,               # torch.set_num_threads (CPU); null = torch's default
-    "flops": True,                 # count the FLOPs of one step (FlopCounterMode, eager, batch 1)
-    "memory": True,                # measure peak memory of one step per configuration
-    "matmul_size": 8192,           # n of the n×n×n bf16 matmul that measures the GPU's rate
-    "seed": 0,
-}
+from . import CONFIG_DIR, model_config
 
 MIB = 1024.0 * 1024.0
 
 
-# -- configuration ---------------------------------------------------------------------------
-def _yaml(path: Path) -> dict:
-    with open(path) as f:
-        return yaml.safe_load(f) or {}
-
-
-def speed_config(name: str, overrides: dict | None = None) -> dict:
-    path = CONFIGS / "speed" / f"{name}.yaml"
+# -- configuration: the training's own YAML ----------------------------------------------------
+def speed_config(name: str, overrides=None) -> dict:
+    """configs/speed/<name>.yaml with `overrides` (e.g. fast={compile: false}) on top."""
+    path = CONFIG_DIR / "speed" / f"{name}.yaml"
     if not path.is_file():
-        options = sorted(p.stem for p in (CONFIGS / "speed").glob("*.yaml"))
-        raise ValueError(f"unknown speed configuration {name!r}; configs/speed has {options}")
-    speed = _yaml(path)
-    speed.update(overrides or {})
-    return speed
+        raise UserError(f"unknown speed configuration {name!r}; configs/speed has {sorted(p.stem for p in path.parent.glob('*.yaml'))}")
+    return OmegaConf.to_container(OmegaConf.merge(OmegaConf.load(path), overrides or {}))
 
 
 def loss_config(network: str, weights) -> dict:
-    table = _yaml(CONFIGS / "loss" / "perceptual.yaml")["layers"]
-    if network not in table:
-        raise ValueError(f"unknown network {network!r}; configs/loss/perceptual.yaml has {sorted(table)}")
-    layers = table[network]
-    return {"network": network, "weights": weights, "content_layer": layers["content"],
-            "style_layers": dict(layers["style"]), "content_weight": 1.0,
-            "style_weight": float(layers["style_weight"]), "tv_weight": float(layers["tv_weight"])}
+    """configs/loss/perceptual.yaml for `network`, resolved as training resolves it."""
+    cfg = OmegaConf.create({"loss": OmegaConf.load(CONFIG_DIR / "loss" / "perceptual.yaml")})
+    if network not in cfg.loss.layers:
+        raise UserError(f"unknown network {network!r}; configs/loss/perceptual.yaml has {sorted(cfg.loss.layers)}")
+    cfg.loss.network, cfg.loss.weights = network, weights
+    return OmegaConf.to_container(cfg.loss, resolve=True)
 
 
-def model_config(name: str) -> dict:
-    path = CONFIGS / "model" / f"{name}.yaml"
-    if not path.is_file():
-        raise ValueError(f"unknown model {name!r}; configs/model has {sorted(p.stem for p in path.parent.glob('*.yaml'))}")
-    return _yaml(path)
+def precision_plugin(device: torch.device, autocast: bool):
+    """The Lightning precision plugin a `Trainer` would use: its train_step_context wraps each step."""
+    from pytorch_lightning.plugins.precision import MixedPrecision, Precision
 
-
-def pick_device(name: str) -> torch.device:
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device=cuda but no CUDA device is available")
-    return device
-
-
-def autocast_context(device: torch.device, on: bool):
-    """What Lightning's `bf16-mixed` precision plugin wraps each training step in."""
-    if not on:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
+    return MixedPrecision("bf16-mixed", device.type) if autocast else Precision()
 
 
 # -- memory ------------------------------------------------------------------------------------
@@ -122,7 +75,8 @@ class _CPUPeak:
     """Peak bytes of tensor storages allocated (and still alive) while active: CPU's max_memory_allocated.
 
     Counts what goes through the dispatcher (every tensor of an eager step), not allocator
-    caches or oneDNN scratch space.
+    caches or oneDNN scratch space. Written here because torch has a peak-memory counter
+    only for accelerators, and the profiler's CPU memory events do not add up to a peak.
     """
 
     def __init__(self):
@@ -183,8 +137,8 @@ def _tensor_bytes(tensors) -> int:
 class Run:
     """A module, its optimiser and a host batch, stepping exactly as Lightning would."""
 
-    def __init__(self, name: str, speed: dict, args: dict, batch: int, device: torch.device, style: torch.Tensor):
-        from ..module import StyleTransferModule
+    def __init__(self, name: str, speed: dict, args, batch: int, device: torch.device, style: torch.Tensor):
+        from stylenet.module import StyleTransferModule
 
         self.name, self.batch, self.device = name, batch, device
         torch.manual_seed(args["seed"])
@@ -193,11 +147,12 @@ class Run:
             optim={"lr": 1e-3, "scale_lr": "none"}, speed=speed, style_name="bench", style_image=style,
             batch_size=batch, image_size=args["size"],
         ).to(device)
-        self.switches = self.module.speed_switches(device)
+        self.switches = resolve_speed(speed, device)
         self._cudnn = bool(self.switches["cudnn_benchmark"])
         torch.backends.cudnn.benchmark = self._cudnn
+        self.precision = precision_plugin(device, self.switches["autocast"])
         with warnings_to_stderr():
-            self.module.setup_speed(step_context=lambda: autocast_context(device, self.switches["autocast"]))
+            self.module.setup_speed(step_context=self.precision.train_step_context)
         self.module.train()
         self.optimizer = self.module.configure_optimizers()
         g = torch.Generator().manual_seed(args["seed"])
@@ -207,11 +162,12 @@ class Run:
         self.times: list[float] = []
         self.cpu_times: list[float] = []
         self.peak_bytes: int | None = None
+        self.timer = Timer(stmt="run.step()", globals={"run": self}, num_threads=torch.get_num_threads())
 
     def step(self) -> float:
         torch.backends.cudnn.benchmark = self._cudnn  # a global flag: each configuration sets its own
         x = self.host.to(self.device, non_blocking=True)
-        with autocast_context(self.device, self.switches["autocast"]):
+        with self.precision.train_step_context():
             loss = self.module.compute_losses(x)["loss"]
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -219,12 +175,10 @@ class Run:
         return loss
 
     def timed_step(self) -> None:
-        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
-        sync()
-        start, cpu = time.perf_counter(), time.process_time()
-        self.step()
-        sync()
-        self.times.append(time.perf_counter() - start)
+        """One step, timed (wall: Timer, device-synchronised; CPU: all threads of this process)."""
+        synchronize(self.device)
+        cpu = time.process_time()
+        self.times.append(self.timer.timeit(1).median)
         self.cpu_times.append(time.process_time() - cpu)
 
     def resident_bytes(self) -> int:
@@ -271,7 +225,7 @@ def count_step_flops(speed: dict, args: dict, style: torch.Tensor) -> dict[str, 
     """FLOPs of one training step at batch 1, by part (eager fp32 on CPU: the count is device-free)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from ..module import StyleTransferModule
+    from stylenet.module import StyleTransferModule
 
     speed = {**speed, "compile": False, "autocast": False, "lossnet_half": False}
     module = StyleTransferModule(
@@ -296,14 +250,9 @@ def measured_bf16_matmul_flops(device: torch.device, n: int = 8192, iters: int =
     """Dense bf16 matmul rate of the device in FLOP/s (n×n×n, after warm-up): the achievable peak."""
     a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
     b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    for _ in range(3):
-        a @ b
-    torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    for _ in range(iters):
-        a @ b
-    torch.cuda.synchronize(device)
-    return 2.0 * n**3 * iters / (time.perf_counter() - start)
+    timer = Timer(stmt="a @ b", globals={"a": a, "b": b})
+    timer.timeit(3)  # warm-up
+    return 2.0 * n**3 / timer.timeit(iters).mean
 
 
 # -- the benchmark ------------------------------------------------------------------------------
@@ -312,15 +261,15 @@ def _fmt_switches(switches: dict) -> str:
                     if k != "compile_mode" or v)
 
 
-def main(argv: list[str]) -> None:
-    args = parse_overrides(argv, DEFAULTS, usage=USAGE)
-    batch_sizes = [int(b) for b in (args["batch_sizes"] if isinstance(args["batch_sizes"], list) else [args["batch_sizes"]])]
+def run(args) -> None:
+    """Build every configuration at every batch size, time them alternately, print the table."""
+    batch_sizes = [int(b) for b in as_list(args["batch_sizes"])]
     if args["threads"]:
         torch.set_num_threads(int(args["threads"]))
     device = pick_device(args["device"])
     steps, warmup, size = max(1, int(args["steps"])), max(0, int(args["warmup"])), int(args["size"])
     names = list(args["configs"])
-    speeds = {n: speed_config(n, args.get(n) if isinstance(args.get(n), dict) else None) for n in names}
+    speeds = {n: speed_config(n, args.get(n)) for n in names}
     style = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))
 
     if device.type == "cuda":
@@ -333,8 +282,6 @@ def main(argv: list[str]) -> None:
           f"torch {torch.__version__}; GPU: {gpu}")
     print(f"# {warmup} warm-up + {steps} timed steps per row, configurations alternated step by step; "
           "medians (shared machines are noisy: compare ratios within one run)")
-    from ..speed import resolve_speed
-
     for n in names:
         print(f"# {n}: {_fmt_switches(resolve_speed(speeds[n], device))}")
 
