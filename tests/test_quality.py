@@ -50,6 +50,19 @@ def test_quality_benchmark_prints_rows_and_median(which, export_path, tiny_check
     assert (tmp_path / "side.png").is_file()
 
 
+def test_quality_curve_over_a_folder_of_checkpoints(tiny_checkpoint, tmp_path, capsys, one_thread):
+    folder = tiny_checkpoint.parent  # step_000002.ckpt and last.ckpt (3 steps) of the tiny run
+    cfg = compose([f"model={folder}", f"content={CHICAGO}", "size=32", "max_iterations=3", f"plot={tmp_path / 'curve.png'}"],
+                  config_name="benchmark/quality", config_dir=TOOLS)
+    curve = quality.run(cfg)
+    out = capsys.readouterr().out
+    assert [r["steps"] for r in curve] == [2, 3]
+    assert [r["model"] for r in curve] == ["step_000002.ckpt", "last.ckpt"]
+    assert "median matched" in out and out.count("median Gatys iterations matched: ") == 2
+    with Image.open(tmp_path / "curve.png") as image:
+        assert image.format == "PNG" and image.width > 300
+
+
 def test_lr_schedule_warmup_then_cosine():
     param = torch.nn.Parameter(torch.zeros(1))
     adam = torch.optim.Adam([param], lr=1e-3)

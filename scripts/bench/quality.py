@@ -8,6 +8,10 @@ pixels, started from the photo itself, minimises the same objective; "matched
 iterations" is the first iteration whose (clipped) image scores at or below the
 network's. A network that returns its input matches at 0; Johnson's 40k-step networks
 match at 50-100. The last line is the median over photos.
+
+`model` may also be a folder of checkpoints (`checkpoints/hokusai`: every `step_*.ckpt`
+and `last.ckpt` in it) or a list: then each is scored on the same photos and the run
+ends with the quality-per-training-step curve, a table and, with `plot=PNG`, a chart.
 """
 
 from __future__ import annotations
@@ -53,10 +57,48 @@ def gatys_match(objective, x0: torch.Tensor, target: float, max_iterations: int,
 
 
 def run(cfg) -> list[dict]:
-    """The benchmark; returns one row per photo (also printed)."""
+    """The benchmark: one model's rows per photo, or for several models the curve rows."""
+    models = model_paths(cfg["model"])
+    if len(models) == 1:
+        return score(cfg, models[0])
+    curve = []
+    for path in models:
+        rows = score(cfg, path)
+        curve.append({"model": path.name, "steps": rows[0]["steps"] if rows else 0,
+                      "median": median_matched(rows, int(cfg["max_iterations"])),
+                      "objective": statistics.median(r["loss"] for r in rows) if rows else float("nan")})
+        print()
+    curve.sort(key=lambda r: r["steps"])
+    print(format_curve(curve))
+    if cfg.get("plot"):
+        print(f"curve: {plot_curve(curve, cfg['plot'], int(cfg['max_iterations']))}")
+    return curve
+
+
+def model_paths(spec) -> list:
+    """A model file or preset name, a list of them, or a folder of checkpoints (step order)."""
+    from pathlib import Path
+
+    from stylenet.modelfile import ModelLoadError, resolve_model
+
+    specs = [spec] if isinstance(spec, (str, Path)) else list(spec)
+    paths = []
+    for item in specs:
+        folder = Path(str(item))
+        if folder.is_dir():
+            found = sorted(folder.glob("step_*.ckpt")) + sorted(folder.glob("last.ckpt"))
+            if not found:
+                raise ModelLoadError(f"no step_*.ckpt or last.ckpt in {folder}")
+            paths += found
+        else:
+            paths.append(resolve_model(str(item)))
+    return paths
+
+
+def score(cfg, model_path) -> list[dict]:
+    """One model: one row per photo (also printed), then the median line."""
     from stylenet.imageio import load_tensor, save_image
     from stylenet.inference import Stylizer
-    from stylenet.modelfile import resolve_model
     from stylenet.losses import perceptual_weights
     from stylenet.lossnet import LossNetwork
     from stylenet.optimize import OptimizeError
@@ -64,7 +106,6 @@ def run(cfg) -> list[dict]:
 
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))
-    model_path = resolve_model(str(cfg["model"]))
     stylizer = Stylizer.load(model_path, device=cfg["device"], precision="fp32")
     loss = json.loads(stylizer.metadata.get("loss") or "{}")
     if not loss:
@@ -77,7 +118,7 @@ def run(cfg) -> list[dict]:
     targets, source = _style_targets(cfg, model_path, stylizer.metadata, lossnet, list(weights["style_layers"]))
     targets = {k: v.to(device) for k, v in targets.items()}
     size, cap = int(cfg["size"]), int(cfg["max_iterations"])
-    steps = stylizer.metadata.get("training_steps", "?")
+    steps = stylizer.metadata.get("training_steps", "")
     print(f"model {model_path} ({stylizer.name}, {steps} training steps); objective {loss['network']} "
           f"(normalize={weights['normalize']}); {source}; {size}² photos; Gatys: L-BFGS from the photo, at most {cap} iterations")
 
@@ -90,7 +131,7 @@ def run(cfg) -> list[dict]:
             terms = {k: float(v) for k, v in objective(y).items()}
             photo = float(objective(x)["loss"])
         matched, image = gatys_match(objective, x, terms["loss"], cap, int(cfg["lbfgs_history"]))
-        rows.append({"image": path.name, "photo": photo, **terms, "matched": matched})
+        rows.append({"image": path.name, "steps": int(steps or 0), "photo": photo, **terms, "matched": matched})
         print(format_row(rows[-1], cap), flush=True)
         tiles += [x.cpu(), y.cpu(), image.detach().clamp(0, 1).cpu()]
         labels += [path.stem, f"network {terms['loss']:.4g}", f"gatys {_matched_text(matched, cap)} it"]
@@ -99,6 +140,37 @@ def run(cfg) -> list[dict]:
         print(f"side by side: {save_image(contact_sheet(tiles, labels, nrow=3), cfg['output'])}")
     print(f"median Gatys iterations matched: {median_matched(rows, cap)}")
     return rows
+
+
+def format_curve(curve: list[dict]) -> str:
+    head = f"{'model':<22} {'steps':>7} {'median objective':>17} {'median matched':>15}"
+    lines = [head, "-" * len(head)]
+    lines += [f"{r['model'][:22]:<22} {r['steps']:>7} {r['objective']:>17.4g} {r['median']:>15}" for r in curve]
+    return "\n".join(lines)
+
+
+def plot_curve(curve: list[dict], path, cap: int):
+    """Median matched Gatys iterations against training steps, as a PNG (matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from stylenet.imageio import atomic_write
+
+    steps = [r["steps"] for r in curve]
+    matched = [cap + 1 if r["median"].startswith(">") else float(r["median"]) for r in curve]
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+    ax.plot(steps, matched, marker="o")
+    for x, y, r in zip(steps, matched, curve):
+        ax.annotate(r["median"], (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+    ax.set_xlabel("training steps")
+    ax.set_ylabel("median Gatys iterations matched")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
+    return out
 
 
 def _matched_text(matched: int | None, cap: int) -> str:
