@@ -14,11 +14,14 @@ from .imageio import save_image
 class SampleGrid(pl.Callback):
     """Every `every_n_steps` (and at the end) stylize fixed photos → `<dir>/step_NNNNNN.png`.
 
-    The grid's top row holds the photos, the bottom row their stylized versions.
+    The grid's top row holds the photos, the bottom row their stylized versions. `images`
+    default to the datamodule's `sample_batch()` and `out_dir` to `<trainer's root dir>/samples`,
+    so the callback can be built from config alone (configs/train.yaml `callbacks.samples`).
     """
 
-    def __init__(self, images: torch.Tensor, out_dir: str | Path, every_n_steps: int = 100):
-        self.images, self.out_dir, self.every_n_steps = images, Path(out_dir), every_n_steps
+    def __init__(self, every_n_steps: int = 100, out_dir: str | Path | None = None, images: torch.Tensor | None = None):
+        self.every_n_steps, self.images = every_n_steps, images
+        self.out_dir = Path(out_dir) if out_dir else None
         self.last_path: Path | None = None
         self._last_step = -1
 
@@ -36,9 +39,12 @@ class SampleGrid(pl.Callback):
         if not trainer.is_global_zero or step == self._last_step:
             return
         self._last_step = step
+        if self.images is None:
+            self.images = trainer.datamodule.sample_batch()
+        out_dir = self.out_dir or Path(trainer.default_root_dir) / "samples"
         grid = self.render(pl_module)
-        self.last_path = save_image(grid, self.out_dir / f"step_{step:06d}.png")
-        save_image(grid, self.out_dir / "latest.png")
+        self.last_path = save_image(grid, out_dir / f"step_{step:06d}.png")
+        save_image(grid, out_dir / "latest.png")
         for logger in trainer.loggers:
             if hasattr(logger, "log_image"):  # WandbLogger
                 logger.log_image(key="samples", images=[grid], step=step, caption=[f"step {step}"])

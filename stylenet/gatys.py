@@ -68,10 +68,7 @@ def _fmt(terms) -> str:
 
 
 def _loss_weights(cfg: DictConfig, **overrides) -> dict:
-    loss = OmegaConf.to_container(cfg.loss, resolve=True)
-    loss["style_scale"] = float(cfg.style.get("weight", 1.0))
-    loss.update(overrides)
-    return perceptual_weights(loss)
+    return perceptual_weights({**OmegaConf.to_container(cfg.loss, resolve=True), **overrides})
 
 
 def _style_transfer(job: Job, content: torch.Tensor, weights: dict, lossnet: LossNetwork, targets, tag=None) -> Result:
@@ -159,7 +156,7 @@ def sweep_style_weights(cfg: DictConfig, layers: list[str], targets, base: dict)
         return {"style_layers": {n: float(base["style_layers"].get(n, 1.0)) for n in layers}}
     energy = {n: float(targets[n].pow(2).mean().clamp_min(1e-30)) for n in layers}
     return {"style_layers": {n: 1.0 / (len(layers) * energy[n]) for n in layers},
-            "style_weight": float(cfg.sweep.style_weight) * float(cfg.style.get("weight", 1.0))}
+            "style_weight": float(cfg.sweep.style_weight) * float(cfg.loss.style_scale)}
 
 
 def run_sweep(job: Job) -> tuple[torch.Tensor, str]:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-import netrc
-import os
-import sys
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from .callbacks import SampleGrid
@@ -23,32 +21,14 @@ from .styles import resolve_style_image
 log = logging.getLogger("stylenet")
 
 
-def wandb_has_key() -> bool:
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    try:
-        return netrc.netrc().authenticators("api.wandb.ai") is not None
-    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+def build_logger(cfg: DictConfig, run_dir: Path):
+    """configs/logger/<kind>.yaml built in the run dir (False for logger=none), given the whole
+    run's config as hyper-parameters (wandb's config, csv's hparams.yaml), on rank 0 only."""
+    if not cfg.get("logger"):
         return False
-
-
-def build_logger(cfg, run_dir: Path):
-    kind = cfg.logger.kind
-    if kind == "none":
-        return False
-    if kind == "csv":
-        return pl.loggers.CSVLogger(save_dir=str(run_dir), name="csv", version="")
-    if kind == "wandb":
-        mode = cfg.logger.get("mode", "auto")
-        offline = mode == "offline" or (mode == "auto" and not wandb_has_key())
-        if offline:
-            print(f"wandb: no API key found, logging offline to {run_dir}/wandb (upload later with `wandb sync`)", file=sys.stderr)
-        return pl.loggers.WandbLogger(
-            project=cfg.logger.project, entity=cfg.logger.get("entity"), save_dir=str(run_dir), offline=offline,
-            log_model=cfg.logger.get("log_model", False), name=f"{cfg.style.name}-{run_dir.name}",
-            config=OmegaConf.to_container(cfg, resolve=True), settings={"silent": True} if offline else None,
-        )
-    raise ValueError(f"unknown logger.kind {kind!r}; use logger=wandb, logger=csv or logger=none")
+    logger = instantiate(cfg.logger, save_dir=str(run_dir))
+    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    return logger
 
 
 def init_transformer(module: StyleTransferModule, source: str) -> None:
@@ -72,24 +52,15 @@ def build(cfg: DictConfig, run_dir: Path):
     torch.backends.cudnn.benchmark = resolve_speed(cfg.speed, "cuda")["cudnn_benchmark"]
     style_path = resolve_style_image(cfg.style, mirrors=cfg.get("style_mirrors"))
     style_image = load_tensor(style_path, size=cfg.style.size)
-    loss_cfg = OmegaConf.to_container(cfg.loss, resolve=True)
-    loss_cfg["style_scale"] = float(cfg.style.get("weight", 1.0))
-    module = StyleTransferModule(
-        model=cfg.model, loss=loss_cfg, optim=cfg.optim, speed=cfg.speed, style_name=cfg.style.name,
-        style_image=style_image, batch_size=cfg.data.batch_size, image_size=cfg.data.image_size,
+    module = StyleTransferModule(  # the loss config includes style_scale: the preset's style.weight
+        model=cfg.model, loss=OmegaConf.to_container(cfg.loss, resolve=True), optim=cfg.optim, speed=cfg.speed,
+        style_name=cfg.style.name, style_image=style_image, batch_size=cfg.data.batch_size, image_size=cfg.data.image_size,
     )
     if cfg.get("init_from") and not cfg.get("ckpt_path"):
         init_transformer(module, cfg.init_from)
     datamodule = StyleDataModule(cfg.data, sample_count=cfg.samples.num_images, sample_size=cfg.samples.size)
     datamodule.setup("fit")
-    callbacks = [
-        pl.callbacks.ModelCheckpoint(
-            dirpath=cfg.checkpoint_dir, filename="step_{step:06d}", auto_insert_metric_name=False,
-            every_n_train_steps=cfg.checkpoint.every_n_train_steps, save_top_k=cfg.checkpoint.keep,
-            monitor="step", mode="max", save_last=True,  # `step`: Lightning offers it to every checkpoint callback
-        ),
-        SampleGrid(datamodule.sample_batch(), run_dir / "samples", every_n_steps=cfg.samples.every_n_train_steps),
-    ]
+    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()]
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_kwargs["precision"] = resolve_precision(cfg.trainer, cfg.speed)
     if (trainer_kwargs.get("max_steps") or -1) > 0:

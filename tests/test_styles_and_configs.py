@@ -41,7 +41,8 @@ def test_paper_defaults():
     assert cfg.loss.network == "vgg16" and cfg.loss.content_layer == "relu2_2"
     assert list(cfg.loss.style_layers) == ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
     assert cfg.data.batch_size == 4 and cfg.data.image_size == 256 and cfg.trainer.max_epochs == 2
-    assert cfg.model.num_residual == 5 and cfg.logger.kind == "wandb"
+    assert cfg.model.num_residual == 5 and cfg.logger._target_ == "stylenet.loggers.wandb_logger"
+    assert cfg.loss.style_scale == cfg.style.weight  # the preset's weight reaches the loss
 
 
 def test_layer_override_wins():
