@@ -72,10 +72,8 @@ class PortableTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2], x.shape[-1]
-        x = F.pad(x, (0, (-w) % 4, 0, (-h) % 4), mode="reflect")
-        n = self.net
-        y = torch.sigmoid(n.decoder(n.residuals(n.encoder(x))))
-        return y[..., :h, :w]
+        x = F.pad(x, (0, (-w) % 4, 0, (-h) % 4), mode="reflect")  # only the padding differs from TransformerNet
+        return self.net.transform(x)[..., :h, :w]
 
 
 def _load_float_net(source: str | os.PathLike) -> tuple[ModelFile, TransformerNet]:

@@ -97,24 +97,44 @@ def current_umask() -> int:
     return mask
 
 
-def atomic_write(out: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call `write(temp_path)` on a temp file beside `out`, then rename it into place.
+class AtomicFile:
+    """A temp file beside `out` that becomes `out` on `commit()` (one rename) or vanishes on `discard()`.
 
     Readers never see half a file and a crash leaves the old file intact; the result gets
     the permissions a plain `open` would have given it (mkstemp's 0600 is for the temp file).
+    The temp name keeps `out`'s suffix, for writers that pick a format from it (OpenCV).
     """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=out.suffix or ".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~current_umask())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+
+    def __init__(self, out: str | os.PathLike):
+        self.out = Path(out)
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.out.parent, prefix=f".{self.out.name}.", suffix=self.out.suffix or ".tmp")
+        os.close(fd)
+        self.tmp = Path(tmp)
+
+    def commit(self) -> Path:
+        os.chmod(self.tmp, 0o666 & ~current_umask())
+        os.replace(self.tmp, self.out)
+        return self.out
+
+    def discard(self) -> None:
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> AtomicFile:
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+
+def atomic_write(out: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call `write(temp_path)` on an `AtomicFile` beside `out`, then rename it into place."""
+    with AtomicFile(out) as f:
+        write(str(f.tmp))
+    return f.out
 
 
 def save_image(image: Image.Image | torch.Tensor, path: str | os.PathLike) -> Path:

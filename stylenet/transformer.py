@@ -87,5 +87,8 @@ class TransformerNet(nn.Module):
             # reflection padding needs pad < size; replicate covers 1-3 px images too
             mode = "reflect" if h > pad_h and w > pad_w else "replicate"
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-        y = torch.sigmoid(self.decoder(self.residuals(self.encoder(x))))
-        return y[..., :h, :w]
+        return self.transform(x)[..., :h, :w]
+
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        """The network proper, on an input already padded to a multiple of 4 (at least 8)."""
+        return torch.sigmoid(self.decoder(self.residuals(self.encoder(x))))

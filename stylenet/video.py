@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import queue
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -21,7 +20,7 @@ import cv2
 import numpy as np
 
 from .errors import UserError
-from .imageio import current_umask
+from .imageio import AtomicFile
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv")
 #: codecs every OpenCV FFmpeg build writes (no H.264: it is often missing or hardware-only)
@@ -83,20 +82,18 @@ def capture_fps(cap: cv2.VideoCapture) -> float:
 
 
 class VideoWriter:
-    """cv2.VideoWriter into a temp file renamed into place on success (no half-written videos)."""
+    """cv2.VideoWriter into an `AtomicFile`, renamed into place on success (no half-written videos)."""
 
     def __init__(self, path: str | os.PathLike, fps: float, size: tuple[int, int]):
         self.path = Path(path)
         if not is_video_path(self.path):
             raise VideoError(f"output {self.path} is not a video file name; use .mp4 or .avi")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=self.path.suffix)
-        os.close(fd)
+        self._file = AtomicFile(self.path)
         fourcc = FOURCC.get(self.path.suffix.lower(), DEFAULT_FOURCC)
         self.size, self.fps, self.frames = (int(size[0]), int(size[1])), float(fps), 0
-        self._writer = cv2.VideoWriter(self._tmp, cv2.VideoWriter_fourcc(*fourcc), self.fps, self.size)
+        self._writer = cv2.VideoWriter(str(self._file.tmp), cv2.VideoWriter_fourcc(*fourcc), self.fps, self.size)
         if not self._writer.isOpened():
-            Path(self._tmp).unlink(missing_ok=True)
+            self._file.discard()
             raise VideoError(f"cannot write {self.path}: OpenCV has no {fourcc} encoder for {self.path.suffix}; use .mp4 or .avi")
 
     def write(self, frame_bgr: np.ndarray) -> None:
@@ -108,10 +105,8 @@ class VideoWriter:
     def close(self, commit: bool = True) -> Path | None:
         self._writer.release()
         if commit and self.frames:
-            os.chmod(self._tmp, 0o666 & ~current_umask())  # mkstemp's 0600 is for the temp file only
-            os.replace(self._tmp, self.path)
-            return self.path
-        Path(self._tmp).unlink(missing_ok=True)
+            return self._file.commit()
+        self._file.discard()
         return None
 
     def __enter__(self) -> VideoWriter:

@@ -169,7 +169,7 @@ def test_export_cli_runs_standalone(tiny_checkpoint, tmp_path):
 
 
 def test_export_cli_errors(tiny_checkpoint, tmp_path, capsys):
-    script = load_export_script()
+    script = load_script("export")
     assert script.main([f"ckpt={tmp_path / 'nope.ckpt'}"]) == 2
     assert capsys.readouterr().err.startswith("error: model file not found")
     assert script.main([f"ckpt={tiny_checkpoint}", "format=tflite"]) == 2
