@@ -7,7 +7,6 @@ decoding does.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import logging
@@ -16,6 +15,7 @@ import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
+from filelock import FileLock
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
@@ -208,18 +208,10 @@ def _preresize_file(job: tuple[str, str, int]) -> str:
         return src
 
 
-@contextlib.contextmanager
-def _file_lock(folder: Path):
+def _file_lock(folder: Path) -> FileLock:
     """Every process (DDP rank) builds the cache under one lock: one builds, the others reuse."""
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as handle:
-        try:
-            import fcntl
-
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        except (ImportError, OSError):  # pragma: no cover - no flock (Windows): duplicate work, still correct
-            pass
-        yield
+    return FileLock(folder / ".lock")
 
 
 def preresize_files(files: list[Path], root: str | os.PathLike, size: int, cache: str | os.PathLike | None = None,

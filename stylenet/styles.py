@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import urllib.request
+import socket
 from pathlib import Path
 
 from platformdirs import user_cache_dir
@@ -48,22 +48,23 @@ def cached_path(name: str, url: str) -> Path:
 
 
 def _download(url: str, dest: Path, sha256: str | None) -> None:
-    def fetch(tmp: str) -> None:
-        with open(tmp, "wb") as f, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-            while chunk := response.read(1 << 16):
-                f.write(chunk)
-        if sha256 and (got := sha256_of(Path(tmp))) != sha256:
-            raise StyleError(f"downloaded {url} but its sha256 is {got}, expected {sha256}; the file changed upstream")
+    """torch.hub's download: into a temp file, sha256-checked, then moved into place."""
+    from torch.hub import download_url_to_file
 
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # urlopen without a timeout would hang offline
     try:
-        atomic_write(dest, fetch)
-    except StyleError:
-        raise
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        download_url_to_file(url, str(dest), hash_prefix=sha256, progress=False)
     except Exception as exc:  # noqa: BLE001 - URLError, timeouts, HTTP errors: all "could not download"
+        if "invalid hash value" in str(exc):
+            raise StyleError(f"downloaded {url} but {exc}; the file changed upstream") from None
         raise StyleError(
             f"could not download style image {url} ({exc.__class__.__name__}: {exc}); "
             f"offline? pass a local file with style.image=PATH, or put it at {dest}"
         ) from None
+    finally:
+        socket.setdefaulttimeout(old)
 
 
 def _from_mirror(mirrors, name: str, sha256: str, dest: Path) -> bool:
