@@ -4,7 +4,9 @@
 # and print training images/s and inference FPS.
 #
 #   bash scripts/gpu_suite.sh                       # SHARED=../shared STEPS=2000 PARALLEL=5
-#   STEPS=3 DEVICE=cpu PARALLEL=1 bash scripts/gpu_suite.sh   # a dry run of the whole script on a CPU
+#   STEPS=3 DEVICE=cpu PARALLEL=1 PRESETS=hokusai QUALITY_ARGS="max_iterations=5" \
+#     TRAIN_BENCH_ARGS="batch_sizes=[4] steps=1 warmup=0" INFER_BENCH_ARGS="models=[slim] sizes=[640x480] variants=[fp32]" \
+#     bash scripts/gpu_suite.sh                      # a dry run of the whole script on a CPU
 #
 # SHARED must hold data/coco-sample, data/styles (the preset mirrors) and
 # weights/vgg16-imagenet-features.safetensors (offline machines; online, COCO and the
@@ -22,6 +24,9 @@ DEVICE=${DEVICE:-gpu}
 OUT=${OUT:-outputs/gpu_suite}
 PRESETS=${PRESETS:-"hokusai starry_night the_scream composition_vii shipwreck"}
 CKPT_ROOT=${CKPT_ROOT:-checkpoints}
+QUALITY_ARGS=${QUALITY_ARGS:-}
+TRAIN_BENCH_ARGS=${TRAIN_BENCH_ARGS:-"steps=20 warmup=5"}
+INFER_BENCH_ARGS=${INFER_BENCH_ARGS:-}
 export PYTHONUNBUFFERED=1 WANDB_MODE=offline
 
 if ! python3 -c "import hydra, omegaconf" 2>/dev/null && compgen -G ".whl/*.whl" >/dev/null; then
@@ -62,11 +67,11 @@ python3 scripts/gallery.py "models=[${models%,}]" "content=[$SHARED/data/content
 echo "== quality (median Gatys L-BFGS iterations matched, 256 px, shared content photos)"
 for style in $PRESETS; do
   python3 scripts/benchmark.py mode=quality "model=$CKPT_ROOT/$style/$style.safetensors" "content=$SHARED/data/content" \
-    "style=$SHARED/data/styles/$style.jpg" "loss_weights=$SHARED/weights/vgg16-imagenet-features.safetensors" device=$([ "$DEVICE" = cpu ] && echo cpu || echo cuda) \
+    "style=$SHARED/data/styles/$style.jpg" "loss_weights=$SHARED/weights/vgg16-imagenet-features.safetensors" device=$([ "$DEVICE" = cpu ] && echo cpu || echo cuda) $QUALITY_ARGS \
     | tee "$OUT/quality_$style.txt" | tail -1 | sed "s/^/$style: /"
 done
 
 echo "== training throughput (images/s) and inference FPS"
-python3 scripts/benchmark.py mode=train steps=20 warmup=5 | tee "$OUT/bench_train.txt" | tail -8
-python3 scripts/benchmark.py mode=infer | tee "$OUT/bench_infer.txt" | tail -16
+python3 scripts/benchmark.py mode=train $TRAIN_BENCH_ARGS | tee "$OUT/bench_train.txt" | tail -8
+python3 scripts/benchmark.py mode=infer $INFER_BENCH_ARGS | tee "$OUT/bench_infer.txt" | tail -16
 echo "suite done: $OUT"

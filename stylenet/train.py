@@ -52,8 +52,12 @@ def build(cfg: DictConfig, run_dir: Path):
     torch.backends.cudnn.benchmark = resolve_speed(cfg.speed, "cuda")["cudnn_benchmark"]
     style_path = resolve_style_image(cfg.style, mirrors=cfg.get("style_mirrors"))
     style_image = load_tensor(style_path, size=cfg.style.size)
-    module = StyleTransferModule(  # the loss config includes style_scale: the preset's style.weight
-        model=cfg.model, loss=OmegaConf.to_container(cfg.loss, resolve=True), optim=cfg.optim, speed=cfg.speed,
+    loss = OmegaConf.to_container(cfg.loss, resolve=True)  # includes style_scale: the preset's style.weight
+    if loss.get("weights") and Path(str(loss["weights"])).expanduser().is_file():
+        # recorded in checkpoints and exports: absolute, so the benchmarks find it from any folder
+        loss["weights"] = str(Path(str(loss["weights"])).expanduser().resolve())
+    module = StyleTransferModule(
+        model=cfg.model, loss=loss, optim=cfg.optim, speed=cfg.speed,
         style_name=cfg.style.name, style_image=style_image, batch_size=cfg.data.batch_size, image_size=cfg.data.image_size,
     )
     if cfg.get("init_from") and not cfg.get("ckpt_path"):

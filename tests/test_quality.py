@@ -112,3 +112,16 @@ def test_gallery_cli_writes_a_small_jpeg(export_path, tmp_path):
     bad = subprocess.run([sys.executable, "scripts/gallery.py", "models=[nope]", f"output={tmp_path / 'x.jpg'}"],
                          cwd=ROOT, capture_output=True, text=True, env=SUBPROCESS_ENV, timeout=60)
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and not (tmp_path / "x.jpg").exists()
+
+
+def test_loss_weights_file_is_recorded_absolute(tmp_path, monkeypatch):
+    """Checkpoints and exports name their loss network file: relative to the training's
+    folder it would not be found by a benchmark run elsewhere."""
+    from stylenet.train import build
+
+    from .conftest import SQUEEZENET
+
+    monkeypatch.chdir(SQUEEZENET.parent)
+    photos = make_images(tmp_path / "photos", n=4)
+    _, module, _ = build(compose([*tiny_overrides(tmp_path, photos), f"loss.weights={SQUEEZENET.name}"]), tmp_path / "run")
+    assert module.hparams.loss["weights"] == str(SQUEEZENET.resolve())
