@@ -108,12 +108,29 @@ def gatys_run(objective, x0: torch.Tensor, iterations: list[int], history_size: 
     return snaps, reach, trace
 
 
-def run(cfg) -> list[dict]:
-    """The benchmark; returns the table rows (also printed) and writes cfg['output']."""
-    from stylenet.imageio import load_tensor, save_image
+def scored_model(cfg, model_path, precision: str):
+    """A trained network and the objective it was trained on, ready to score images with:
+    (stylizer, loss config, perceptual_loss weights, loss network, Gram targets, where they came from)."""
     from stylenet.inference import Stylizer
     from stylenet.losses import perceptual_weights
     from stylenet.lossnet import LossNetwork
+    from stylenet.optimize import OptimizeError
+
+    stylizer = Stylizer.load(model_path, device=cfg["device"], precision=precision)
+    loss = json.loads(stylizer.metadata.get("loss") or "{}")
+    if not loss:
+        raise OptimizeError(f"{model_path} records no loss config; cannot score its results")
+    if cfg["loss_weights"]:
+        loss["weights"] = cfg["loss_weights"]
+    weights = perceptual_weights(loss)
+    lossnet = LossNetwork(loss["network"], [weights["content_layer"], *weights["style_layers"]], loss.get("weights")).to(stylizer.device)
+    targets, source = _style_targets(cfg, model_path, stylizer.metadata, lossnet, list(weights["style_layers"]))
+    return stylizer, loss, weights, lossnet, {k: v.to(stylizer.device) for k, v in targets.items()}, source
+
+
+def run(cfg) -> list[dict]:
+    """The benchmark; returns the table rows (also printed) and writes cfg['output']."""
+    from stylenet.imageio import load_tensor, save_image
     from stylenet.modelfile import resolve_model
     from stylenet.optimize import OptimizeError, initial_image
     from stylenet.preimage import contact_sheet, resize, style_transfer
@@ -124,17 +141,8 @@ def run(cfg) -> list[dict]:
     if not sizes or not iterations or min(iterations) < 1:
         raise OptimizeError("sizes and iterations must be non-empty lists of positive numbers")
     model_path = resolve_model(str(cfg["model"]))
-    stylizer = Stylizer.load(model_path, device=cfg["device"], precision=cfg["precision"])
-    loss = json.loads(stylizer.metadata.get("loss") or "{}")
-    if not loss:
-        raise OptimizeError(f"{model_path} records no loss config; cannot score its results")
-    if cfg["loss_weights"]:
-        loss["weights"] = cfg["loss_weights"]
-    weights = perceptual_weights(loss)
+    stylizer, loss, weights, lossnet, targets, source = scored_model(cfg, model_path, cfg["precision"])
     device = stylizer.device
-    lossnet = LossNetwork(loss["network"], [weights["content_layer"], *weights["style_layers"]], loss.get("weights")).to(device)
-    targets, source = _style_targets(cfg, model_path, stylizer.metadata, lossnet, list(weights["style_layers"]))
-    targets = {k: v.to(device) for k, v in targets.items()}
     print(f"model {model_path} ({stylizer.name}); objective: {loss['network']} content {weights['content_layer']}×{weights['content_weight']:g}, "
           f"style {'+'.join(weights['style_layers'])}×{weights['style_weight']:g}, tv×{weights['tv_weight']:g}; {source}; "
           f"Gatys: L-BFGS from {cfg['init']}; device {device}, {torch.get_num_threads()} threads")

@@ -16,12 +16,11 @@ ends with the quality-per-training-step curve, a table and, with `plot=PNG`, a c
 
 from __future__ import annotations
 
-import json
 import statistics
 
 import torch
 
-from .gatys import _content_paths, _style_targets, square
+from .gatys import _content_paths, scored_model, square
 
 
 class _Reached(Exception):
@@ -98,25 +97,12 @@ def model_paths(spec) -> list:
 def score(cfg, model_path) -> list[dict]:
     """One model: one row per photo (also printed), then the median line."""
     from stylenet.imageio import load_tensor, save_image
-    from stylenet.inference import Stylizer
-    from stylenet.losses import perceptual_weights
-    from stylenet.lossnet import LossNetwork
-    from stylenet.optimize import OptimizeError
     from stylenet.preimage import contact_sheet, style_transfer
 
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))
-    stylizer = Stylizer.load(model_path, device=cfg["device"], precision="fp32")
-    loss = json.loads(stylizer.metadata.get("loss") or "{}")
-    if not loss:
-        raise OptimizeError(f"{model_path} records no loss config; cannot score its results")
-    if cfg["loss_weights"]:
-        loss["weights"] = cfg["loss_weights"]
-    weights = perceptual_weights(loss)
+    stylizer, loss, weights, lossnet, targets, source = scored_model(cfg, model_path, "fp32")
     device = stylizer.device
-    lossnet = LossNetwork(loss["network"], [weights["content_layer"], *weights["style_layers"]], loss.get("weights")).to(device)
-    targets, source = _style_targets(cfg, model_path, stylizer.metadata, lossnet, list(weights["style_layers"]))
-    targets = {k: v.to(device) for k, v in targets.items()}
     size, cap = int(cfg["size"]), int(cfg["max_iterations"])
     steps = stylizer.metadata.get("training_steps", "")
     print(f"model {model_path} ({stylizer.name}, {steps} training steps); objective {loss['network']} "
