@@ -47,7 +47,7 @@ MIB = 1024.0 * 1024.0
 
 # -- configuration: the training's own YAML ----------------------------------------------------
 def speed_config(name: str, overrides=None) -> dict:
-    """configs/speed/<name>.yaml with `overrides` (e.g. fast={compile: false}) on top."""
+    """configs/speed/<name>.yaml with `overrides` (e.g. +fast={compile:false}) on top."""
     path = CONFIG_DIR / "speed" / f"{name}.yaml"
     if not path.is_file():
         raise UserError(f"unknown speed configuration {name!r}; configs/speed has {sorted(p.stem for p in path.parent.glob('*.yaml'))}")
