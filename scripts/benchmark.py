@@ -23,7 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     bench = importlib.import_module(f"bench.{modes[0]}")
     # the mode picks the config; the config itself says `mode: <name>`
     rest = [a for a in argv if not a.startswith("mode=")]
-    return app.run(f"benchmark/{modes[0]}", bench.run, rest, config_dir=app.TOOLS_DIR, errors=(FileNotFoundError,))
+    def task(cfg) -> int:
+        bench.run(cfg)  # returns its rows for callers in Python; the command's exit code is 0
+        return 0
+
+    return app.run(f"benchmark/{modes[0]}", task, rest, config_dir=app.TOOLS_DIR, errors=(FileNotFoundError,))
 
 
 if __name__ == "__main__":

@@ -50,6 +50,15 @@ def test_quality_benchmark_prints_rows_and_median(which, export_path, tiny_check
     assert (tmp_path / "side.png").is_file()
 
 
+def test_quality_command_exits_0_after_printing_the_median(export_path, capsys, one_thread):
+    from .conftest import load_script
+
+    code = load_script("benchmark").main(["mode=quality", f"model={export_path}", f"content={CHICAGO}", "size=32",
+                                          "max_iterations=2", f"style={HOKUSAI}", "style_size=64"])
+    out = capsys.readouterr().out
+    assert code == 0 and out.strip().splitlines()[-1].startswith("median Gatys iterations matched: ")
+
+
 def test_quality_curve_over_a_folder_of_checkpoints(tiny_checkpoint, tmp_path, capsys, one_thread):
     folder = tiny_checkpoint.parent  # step_000002.ckpt and last.ckpt (3 steps) of the tiny run
     cfg = compose([f"model={folder}", f"content={CHICAGO}", "size=32", "max_iterations=3", f"plot={tmp_path / 'curve.png'}"],
