@@ -53,10 +53,12 @@ def _sniff(path: Path) -> str:
     """'safetensors', 'torch' (zip or legacy pickle) or 'unknown', from the first bytes."""
     with open(path, "rb") as f:
         head = f.read(9)
-    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
-        return "torch"
+    # safetensors first: its 8-byte header length may start with any byte, 0x80 included
+    # (a header of 6272 bytes does), which would otherwise read as a pickle's PROTO opcode
     if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < (100 << 20):
         return "safetensors"
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
+        return "torch"
     return "unknown"
 
 

@@ -103,6 +103,22 @@ def test_foreign_safetensors_is_not_a_style(tmp_path):
         Stylizer.load(path)
 
 
+def test_export_whose_header_length_starts_like_a_pickle_loads(export_path, tmp_path):
+    """The 8-byte safetensors header length can begin with 0x80, a pickle's first opcode: a
+    real starry_night export with a 6272-byte header was refused as a checkpoint."""
+    first_byte = 0x80
+    model = read_model_file(export_path)
+    path = tmp_path / "padded.safetensors"
+    for pad in range(0, 600):
+        save_file(model.state_dict, str(path), metadata={**model.metadata, "pad": "x" * pad})
+        if path.read_bytes()[0] == first_byte:
+            break
+    assert path.read_bytes()[0] == first_byte
+    stylizer = Stylizer.load(path, device="cpu")
+    x = torch.rand(1, 3, 16, 16)
+    torch.testing.assert_close(stylizer.stylize_tensor(x), Stylizer.load(export_path, device="cpu").stylize_tensor(x))
+
+
 def test_different_architecture(export_path, tmp_path):
     """Weights of a width-16 net under metadata claiming the default width-32 net."""
     model = read_model_file(export_path)
