@@ -154,7 +154,8 @@ def _load_weights(model: nn.Module, network: str, weights: str, kept: list[nn.Mo
     needed_modules = list(kept) + ([m for name, m in model.named_children() if name != "features"] if head else [])
     needed_params = {id(p) for m in needed_modules for p in m.parameters()}
     needed = [k for k, p in model.named_parameters() if id(p) in needed_params]
-    missing = [k for k in needed if k in set(result.missing_keys)]
+    absent = set(result.missing_keys)
+    missing = [k for k in needed if k in absent]
     if missing:
         parts = []
         for what, keys in (("the layers up to the deepest requested one", [k for k in missing if k.startswith("features.")]),
