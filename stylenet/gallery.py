@@ -22,7 +22,8 @@ def square_thumbnail(image: Image.Image, size: int) -> Image.Image:
 
 def compose(paintings: Sequence[Image.Image], photos: Sequence[Image.Image], cells: Sequence[Sequence[Image.Image]],
             labels: Sequence[str], cell: int = 256, gap: int = 4, label_height: int = 18) -> Image.Image:
-    """The grid: row 0 = paintings (with `labels`), column 0 = photos, cells[i][j] = photo i in style j."""
+    """The grid: row 0 = paintings (with `labels`), column 0 = photos, cells[i][j] = photo i in
+    style j (cell × cell images, as `stylize_cells` returns them)."""
     cols, rows = len(paintings) + 1, len(photos) + 1
     step = cell + gap
     sheet = Image.new("RGB", (cols * step + gap, rows * step + gap + label_height), BACKGROUND)
@@ -34,7 +35,7 @@ def compose(paintings: Sequence[Image.Image], photos: Sequence[Image.Image], cel
         top = gap + i * step + label_height
         sheet.paste(square_thumbnail(photo, cell), (gap, top))
         for j, picture in enumerate(cells[i - 1], start=1):
-            sheet.paste(square_thumbnail(picture, cell), (gap + j * step, top))
+            sheet.paste(picture, (gap + j * step, top))  # stylize_cells made it cell × cell already
     return sheet
 
 
@@ -55,12 +56,7 @@ def save_jpeg(image: Image.Image, path: str | Path, max_bytes: int | None = None
             break
         quality -= 4
     data = buffer.getvalue()
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            f.write(data)
-
-    return atomic_write(path, write)
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def load_photos(paths: Sequence[str | Path]) -> list[Image.Image]:

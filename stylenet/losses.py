@@ -109,8 +109,9 @@ def perceptual_loss(
     """The composite objective of Johnson et al.: weighted content + style + TV terms.
 
     `normalize`: content and style terms relative to their targets' magnitudes (see
-    `content_loss`, `style_loss`), so one set of weights suits any loss network. Returns the weighted terms and their sum under `loss` (what is optimised); each term is
-    already multiplied by its weight so the parts add up to the total in the logs.
+    `content_loss`, `style_loss`), so one set of weights suits any loss network. Returns the
+    weighted terms and their sum under `loss` (what is optimised); each term is already
+    multiplied by its weight so the parts add up to the total in the logs.
     """
     grams = {name: gram(output_features[name]) for name in style_layers}
     terms = {
