@@ -71,6 +71,21 @@ def test_small_images_are_upscaled_to_the_crop():
     assert out.shape == (3, 64, 64)
 
 
+def test_augmented_crops_are_zoomed_squares_and_mirrored():
+    image = torch.arange(40 * 60, dtype=torch.float32).reshape(1, 40, 60).expand(3, 40, 60).clone()
+    mirror = crop_transform(40, augment={"scale": [1.0, 1.0], "hflip": 1.0})(image)  # area 1 is no square: centre square
+    assert mirror.shape == (3, 40, 40)
+    assert torch.equal(mirror, image[:, :, 10:50].flip(-1))
+    torch.manual_seed(0)
+    zoomed = [crop_transform(16, augment={"scale": [0.1, 0.1], "hflip": 0})(image) for _ in range(4)]
+    assert all(z.shape == (3, 16, 16) for z in zoomed)
+    # a tenth of the area, upscaled: neighbouring output pixels differ by less than a row of the source
+    assert all(float((z[0, 1:] - z[0, :-1]).abs().max()) < 60 for z in zoomed)
+    assert not torch.equal(zoomed[0], zoomed[1])  # random positions
+    with pytest.raises(DataError, match="augment.scale"):
+        crop_transform(16, augment={"scale": [0.5, 1.5]})
+
+
 def test_corrupt_files_are_skipped_and_counted(tmp_path):
     folder = make_images(tmp_path / "photos", n=4)
     (folder / "junk.jpg").write_bytes(b"garbage")
