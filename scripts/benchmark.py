@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmarks that print a table: `python scripts/benchmark.py mode=train|data|infer|gatys|quality [key=value ...]`.
+"""Benchmarks that print a table: `python scripts/benchmark.py mode=train|data|infer|gatys|quality|video [key=value ...]`.
 
 Each mode is `scripts/bench/<mode>.py` with its options in `configs/tools/benchmark/<mode>.yaml`
 (`mode=X --help` lists them, `--cfg job` prints them). They are tools of this repository,
@@ -11,7 +11,7 @@ import sys
 
 from stylenet.commands import app
 
-MODES = ("train", "data", "infer", "gatys", "quality")
+MODES = ("train", "data", "infer", "gatys", "quality", "video")
 
 
 def main(argv: list[str] | None = None) -> int:

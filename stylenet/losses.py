@@ -64,6 +64,13 @@ def tv_loss(image: torch.Tensor) -> torch.Tensor:
     return dy.float().pow(2).mean() + dx.float().pow(2).mean()
 
 
+def temporal_loss(moved_output: torch.Tensor, output_of_moved: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Stability: mean squared difference, over the pixels `mask` (B,1,H,W) keeps, between the
+    stylized batch moved afterwards and the moved batch stylized (equal for a stable network)."""
+    diff = (moved_output.float() - output_of_moved.float()).pow(2) * mask.float()
+    return diff.sum() / (mask.float().sum() * moved_output.shape[1]).clamp_min(1.0)
+
+
 def tv_beta_loss(image: torch.Tensor, beta: float = 2.0, eps: float = 1e-8) -> torch.Tensor:
     """Mahendran & Vedaldi's V^β: mean of (dx² + dy²)^(β/2); β < 2 keeps edges, β = 1 is classic TV.
 

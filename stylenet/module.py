@@ -17,9 +17,10 @@ import pytorch_lightning as pl
 import torch
 
 from . import __version__
-from .losses import perceptual_loss, perceptual_weights
+from .losses import perceptual_loss, perceptual_weights, temporal_loss
 from .lossnet import LossNetwork
 from .speed import StepPlan, eager_plan, prepare
+from .stability import move, moved_copy
 from .transformer import TransformerNet
 
 #: checkpoint buffers `target_gram_<layer>`: the style's Gram matrix at each style layer
@@ -90,6 +91,9 @@ class StyleTransferModule(pl.LightningModule):
         self.loss_weights = perceptual_weights(loss)
         self.style_layers: dict[str, float] = self.loss_weights["style_layers"]
         self.content_layer: str = self.loss_weights["content_layer"]
+        # the stability term (loss.temporal_weight, docs/video.md): off by default
+        self.temporal_weight = float(loss.get("temporal_weight") or 0.0)
+        self.temporal_motion: dict = dict(loss.get("temporal") or {})
         self.lossnet = LossNetwork(loss["network"], [self.content_layer, *self.style_layers], loss.get("weights"))
         for name in self.style_layers:
             self.register_buffer(GRAM_PREFIX + name, torch.zeros(0))
@@ -168,7 +172,18 @@ class StyleTransferModule(pl.LightningModule):
             with torch.no_grad():
                 content_features = plan.content_pass(content.to(dtype))
             output_features = plan.lossnet(stylized.to(dtype))
-        return perceptual_loss(output_features, content_features, self.target_grams, stylized, **self.loss_weights)
+        terms = perceptual_loss(output_features, content_features, self.target_grams, stylized, **self.loss_weights)
+        if self.temporal_weight > 0:
+            terms["temporal"] = self.temporal_weight * self.stability(content, stylized, plan)
+            terms["loss"] = terms["loss"] + terms["temporal"]
+        return terms
+
+    def stability(self, content: torch.Tensor, stylized: torch.Tensor, plan: StepPlan) -> torch.Tensor:
+        """The unweighted stability term: the batch under a small random camera motion is
+        stylized too; its output must equal the first output moved the same way."""
+        moved, theta, inside = moved_copy(content, self.temporal_motion)
+        moved_output, _ = move(stylized, theta)
+        return temporal_loss(moved_output, plan.transformer(moved), inside)
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         if not self.has_style:
