@@ -23,7 +23,7 @@ from torchvision.transforms import v2
 
 from .errors import UserError
 from . import imageio
-from .imageio import IMAGE_EXTENSIONS, ImageError, atomic_write, load_image, pil_to_tensor, to_rgb
+from .imageio import IMAGE_EXTENSIONS, ImageError, atomic_write, load_image, open_image, pil_to_tensor, to_rgb
 from .styles import cache_root
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,30 @@ class DataError(UserError, RuntimeError):
     """The training data cannot be found or reached."""
 
 
+class SquareCrop(torch.nn.Module):
+    """The largest square of an image, at a random place (`random`) or centred.
+
+    Taken before resizing, so memory follows the crop, not the photo's shape: resizing a
+    1x50000 sliver's short side to 256 first makes a 256x12800000 image (39 GB as floats)
+    only to crop most of it away. Square-then-resize samples the same crops as resize-then-crop.
+    """
+
+    def __init__(self, random: bool = True):
+        super().__init__()
+        self.random = random
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        h, w = image.shape[-2:]
+        side = min(h, w)
+        if self.random:
+            top, left = (int(torch.randint(0, n - side + 1, ())) for n in (h, w))
+        else:
+            top, left = (h - side) // 2, (w - side) // 2
+        return image[..., top:top + side, left:left + side]
+
+
 def crop_transform(size: int, train: bool = True, augment=None) -> v2.Compose:
-    """Resize the short side to `size` (upscaling small images), then a size×size crop.
+    """The largest square (random or centred), resized to size×size (small images are upscaled).
 
     `augment` (training only; `data.augment`): `scale: [lo, hi]` takes square crops of
     lo..hi of the image's area instead (zoomed-in views), `hflip` mirrors with that
@@ -42,7 +64,7 @@ def crop_transform(size: int, train: bool = True, augment=None) -> v2.Compose:
     unseen photos its style term was 3× its training value by step 2000 (docs/quality.md).
     """
     if not train:
-        return v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
+        return v2.Compose([SquareCrop(random=False), v2.Resize((size, size), antialias=True)])
     augment = augment or {}
     steps = []
     if augment.get("scale"):
@@ -52,7 +74,7 @@ def crop_transform(size: int, train: bool = True, augment=None) -> v2.Compose:
         # square crops (ratio 1): a photo is not squashed; an area too large for a square falls back to the centre square
         steps.append(v2.RandomResizedCrop(size, scale=(lo, hi), ratio=(1.0, 1.0), antialias=True))
     else:
-        steps += [v2.Resize(size, antialias=True), v2.RandomCrop(size)]
+        steps += [SquareCrop(random=True), v2.Resize((size, size), antialias=True)]
     if float(augment.get("hflip") or 0) > 0:
         steps.append(v2.RandomHorizontalFlip(float(augment["hflip"])))
     return v2.Compose(steps)
@@ -74,10 +96,12 @@ def readable_images(files: list[Path]) -> list[Path]:
     good, bad = [], []
     for path in files:
         try:
-            with Image.open(path) as image:
-                image.verify()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # one count below, not one warning per file
+                with open_image(path) as image:
+                    image.verify()
             good.append(path)
-        except Exception:  # noqa: BLE001 - any unreadable file is skipped the same way
+        except ImageError:  # decompression bombs included: any unreadable file is skipped the same way
             bad.append(path)
     if bad:
         warnings.warn(f"skipped {len(bad)} unreadable image(s) of {len(files)} (e.g. {bad[0]})", stacklevel=2)
@@ -141,12 +165,9 @@ class HubImages(_RobustImages):
         data = item.get("bytes") if isinstance(item, dict) else None
         if data is None and isinstance(item, dict) and item.get("path"):
             return load_image(item["path"])
-        try:
-            with Image.open(io.BytesIO(data)) as image:
-                image.load()
-                return to_rgb(image)
-        except Exception as exc:  # noqa: BLE001
-            raise ImageError(str(exc)) from None
+        with open_image(io.BytesIO(data), name=f"item {index}") as image:
+            image.load()
+            return to_rgb(image)
 
 
 def load_hub_dataset(cfg):
@@ -217,7 +238,7 @@ def _preresize_file(job: tuple[str, str, int]) -> str:
     """Write the resized copy of one file (atomically); return the path to train on."""
     src, dst, size = job
     try:
-        with Image.open(src) as image:
+        with open_image(src) as image:
             small = _open_reduced(image, size)
             if small is None:
                 return src
@@ -279,7 +300,7 @@ def _preresize_batch(batch: dict, column: str, size: int) -> dict:
         try:
             if data is None and path:
                 data = Path(path).read_bytes()
-            with Image.open(io.BytesIO(data)) as image:
+            with open_image(io.BytesIO(data)) as image:
                 small = _open_reduced(image, size)
             if small is not None:
                 buffer = io.BytesIO()
@@ -368,14 +389,33 @@ class StyleDataModule(pl.LightningDataModule):
         )
 
     def sample_batch(self) -> torch.Tensor:
-        """The fixed validation photos, center-cropped: (N,3,S,S). Same photos every call."""
+        """The fixed validation photos, center-cropped: (N,3,S,S). Same photos every call.
+
+        Unreadable photos are skipped with a warning (the next ones take their place), like
+        in training: one bad file among the first few must not end the run at its first grid.
+        """
         transform = crop_transform(self.sample_size, train=False)
         if self.cfg.get("val_images"):
-            images = [load_image(p) for p in self.cfg.val_images]
+            loaders = [lambda p=p: load_image(p) for p in self.cfg.val_images]
+            limit = len(loaders)
         elif isinstance(self.train_set, (ImageFiles, HubImages)):
-            images = [self.train_set._load(i) for i in range(min(self.sample_count, len(self.train_set)))]
+            loaders = [lambda i=i: self.train_set._load(i) for i in range(len(self.train_set))]
+            limit = self.sample_count
         else:
-            images = []
-            for item in self.train_set.dataset.take(self.sample_count):
-                images.append(HubImages([item], self.train_set.column, None)._load(0))
-        return torch.stack([transform(pil_to_tensor(im)) for im in images])
+            column = self.train_set.column
+            loaders = [lambda item=item: HubImages([item], column, None)._load(0)
+                       for item in self.train_set.dataset.take(4 * self.sample_count)]
+            limit = self.sample_count
+        images, bad = [], []
+        for load in loaders:
+            if len(images) == limit:
+                break
+            try:
+                images.append(transform(pil_to_tensor(load())))
+            except ImageError as exc:
+                bad.append(str(exc))
+        if bad:
+            warnings.warn(f"sample grid: skipped {len(bad)} unreadable photo(s) ({bad[0]})", stacklevel=2)
+        if not images:
+            raise DataError(f"no readable photo for the sample grid ({bad[0] if bad else 'none given'})")
+        return torch.stack(images)

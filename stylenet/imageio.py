@@ -3,21 +3,71 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import warnings
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from .errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+#: the most pixels an image file may declare: PIL's decompression-bomb limit (`Image.MAX_IMAGE_PIXELS`),
+#: raised from its 89 MP so that a 12000x12000 photo (144 MP) loads; STYLENET_MAX_IMAGE_PIXELS overrides it
+MAX_IMAGE_PIXELS = int(os.environ.get("STYLENET_MAX_IMAGE_PIXELS") or 200_000_000)
 
 
 class ImageError(UserError, ValueError):
     """An image file is missing, unreadable or not an image."""
+
+
+class ImageWarning(UserWarning):
+    """A readable image with something odd about it (PIL's own warnings, reworded with the file's name)."""
+
+
+@contextmanager
+def open_image(source, name: str | os.PathLike | None = None):
+    """`Image.open` with PIL's decompression-bomb check as an error at `MAX_IMAGE_PIXELS`.
+
+    A file declaring 40000x40000 pixels costs a few KB on disk and 4.8 GB decoded: PIL checks
+    the declared size when it opens the file; here both its warning (above the limit) and its
+    error (above twice the limit) become an ImageError, so nothing is decoded. Every other
+    failure to open or decode is an ImageError too, and PIL's warnings come back as one
+    ImageWarning naming the file (not PIL's raw source line).
+    """
+    name = name if name is not None else source
+    saved = Image.MAX_IMAGE_PIXELS
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+        try:
+            image = Image.open(source)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise ImageError(f"{name} declares more than {MAX_IMAGE_PIXELS / 1e6:g} million pixels (a decompression "
+                             "bomb, or a huge image); if it is genuine, allow it with STYLENET_MAX_IMAGE_PIXELS=N") from None
+        except Exception as exc:  # noqa: BLE001 - a decoder on untrusted bytes fails in many classes
+            raise ImageError(f"cannot read image {name}: {_reason(exc)}") from None
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+        try:
+            with image:
+                yield image
+        except ImageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - decoding errors surface while the caller reads pixels
+            raise ImageError(f"cannot read image {name}: {_reason(exc)}") from None
+    for w in caught:
+        warnings.warn(f"{name}: {w.message}", ImageWarning, stacklevel=3)
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
 
 
 def find_images(root: str | os.PathLike) -> list[Path]:
@@ -32,15 +82,18 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
     Transparent pixels are composited on white: what a viewer shows for them.
     """
-    image = ImageOps.exif_transpose(image)
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception as exc:  # noqa: BLE001 - a malformed EXIF block must not cost the picture
+        warnings.warn(f"ignored unreadable EXIF orientation ({_reason(exc)})", ImageWarning, stacklevel=2)
     if image.mode == "RGB":
         return image
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(image, dtype=np.float64)
+    if image.mode.startswith(("I;16", "I", "F")):  # 16-bit, 32-bit integer and float images: scaled by their maximum
+        arr = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0).clip(0, None)
         arr = (arr / max(arr.max(), 1.0) * 255.0).astype(np.uint8)
         return Image.fromarray(arr, "L").convert("RGB")
     return image.convert("RGB")
@@ -53,12 +106,9 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         raise ImageError(f"image not found: {path}")
     if path.is_dir():
         raise ImageError(f"expected an image file, got a folder: {path}")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return to_rgb(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"cannot read image {path}: {exc}") from None
+    with open_image(path) as image:
+        image.load()
+        return to_rgb(image)
 
 
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:
@@ -85,9 +135,15 @@ def load_tensor(path: str | os.PathLike, size: int | None = None) -> torch.Tenso
     return pil_to_tensor(image).unsqueeze(0)
 
 
+#: resize_short_side keeps the long side within this many times `size`
+MAX_ASPECT = 4
+
+
 def resize_short_side(image: Image.Image, size: int) -> Image.Image:
+    """Short side → `size`, but the long side at most MAX_ASPECT × `size`: a 3x4000 sliver
+    would otherwise become 512x682667 (4 GB as floats)."""
     w, h = image.size
-    scale = size / min(w, h)
+    scale = min(size / min(w, h), MAX_ASPECT * size / max(w, h))
     return image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
 
 
@@ -97,18 +153,53 @@ def current_umask() -> int:
     return mask
 
 
+def _temp_pattern(out: Path) -> re.Pattern:
+    """AtomicFile's temp names for `out`: .<name>.<writer pid>-<mkstemp's 8 characters><suffix>."""
+    return re.compile(rf"\.{re.escape(out.name)}\.(\d+)-[a-z0-9_]{{8}}{re.escape(out.suffix or '.tmp')}")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def remove_stale_temps(out: str | os.PathLike) -> list[Path]:
+    """Delete the temp files of earlier writes of `out` whose writer no longer runs (killed
+    mid-write: a temp is renamed or removed by every writer that gets to finish)."""
+    out = Path(out)
+    if os.name != "posix" or not out.parent.is_dir():
+        return []  # os.kill(pid, 0) is no existence check on Windows
+    pattern, removed = _temp_pattern(out), []
+    for entry in os.scandir(out.parent):
+        match = pattern.fullmatch(entry.name)
+        if match and not _alive(int(match.group(1))):
+            Path(entry.path).unlink(missing_ok=True)
+            removed.append(Path(entry.path))
+    return removed
+
+
 class AtomicFile:
     """A temp file beside `out` that becomes `out` on `commit()` (one rename) or vanishes on `discard()`.
 
     Readers never see half a file and a crash leaves the old file intact; the result gets
     the permissions a plain `open` would have given it (mkstemp's 0600 is for the temp file).
-    The temp name keeps `out`'s suffix, for writers that pick a format from it (OpenCV).
+    The temp name keeps `out`'s suffix, for writers that pick a format from it (OpenCV), and
+    the writer's pid, so the next write of `out` removes temps that a killed writer left.
     """
 
     def __init__(self, out: str | os.PathLike):
         self.out = Path(out)
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.out.parent, prefix=f".{self.out.name}.", suffix=self.out.suffix or ".tmp")
+        remove_stale_temps(self.out)
+        fd, tmp = tempfile.mkstemp(dir=self.out.parent, prefix=f".{self.out.name}.{os.getpid()}-",
+                                   suffix=self.out.suffix or ".tmp")
         os.close(fd)
         self.tmp = Path(tmp)
 
