@@ -1,18 +1,17 @@
-"""Video files and live capture: stylize a file frame by frame, or a camera feed in real time.
+"""Live capture: stylize a camera feed (or a video played like one) in real time.
 
-OpenCV does the I/O (VideoCapture / VideoWriter). Its writer carries no audio track, so
-audio is dropped; its FFmpeg writer also rounds odd frame sizes down to even ones.
-A live source gets a capture thread that keeps only the newest frame: when inference is
-slower than the camera, frames are dropped, never queued, so the picture never lags.
+OpenCV does the capture (VideoCapture) and the window; files are written by
+`videofile.FrameWriter` (PyAV: H.264, exact sizes). A live source gets a capture thread that
+keeps only the newest frame: when inference is slower than the camera, frames are dropped,
+never queued, so the picture never lags. Whole video files are `videofile.stylize_video`.
 """
 
 from __future__ import annotations
 
 import os
-import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,14 +19,10 @@ import cv2
 import numpy as np
 
 from .errors import UserError
-from .imageio import AtomicFile
+from .videofile import FrameWriter, VideoStats, stylize_video  # noqa: F401  (files: videofile.py)
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv")
-#: codecs every OpenCV FFmpeg build writes (no H.264: it is often missing or hardware-only)
-FOURCC = {".avi": "MJPG", ".webm": "VP80"}
-DEFAULT_FOURCC = "mp4v"
 DEFAULT_FPS = 30.0
-AUDIO_NOTE = "note: audio is not copied (OpenCV writes video only); mux it back with ffmpeg if needed"
 
 
 class VideoError(UserError, ValueError):
@@ -79,118 +74,6 @@ def open_capture(source) -> cv2.VideoCapture:
 def capture_fps(cap: cv2.VideoCapture) -> float:
     fps = cap.get(cv2.CAP_PROP_FPS)
     return float(fps) if fps and np.isfinite(fps) and 0 < fps < 1000 else DEFAULT_FPS
-
-
-class VideoWriter:
-    """cv2.VideoWriter into an `AtomicFile`, renamed into place on success (no half-written videos)."""
-
-    def __init__(self, path: str | os.PathLike, fps: float, size: tuple[int, int]):
-        self.path = Path(path)
-        if not is_video_path(self.path):
-            raise VideoError(f"output {self.path} is not a video file name; use .mp4 or .avi")
-        self._file = AtomicFile(self.path)
-        fourcc = FOURCC.get(self.path.suffix.lower(), DEFAULT_FOURCC)
-        self.size, self.fps, self.frames = (int(size[0]), int(size[1])), float(fps), 0
-        self._writer = cv2.VideoWriter(str(self._file.tmp), cv2.VideoWriter_fourcc(*fourcc), self.fps, self.size)
-        if not self._writer.isOpened():
-            self._file.discard()
-            raise VideoError(f"cannot write {self.path}: OpenCV has no {fourcc} encoder for {self.path.suffix}; use .mp4 or .avi")
-
-    def write(self, frame_bgr: np.ndarray) -> None:
-        if (frame_bgr.shape[1], frame_bgr.shape[0]) != self.size:
-            raise VideoError(f"frame size {frame_bgr.shape[1]}x{frame_bgr.shape[0]} differs from the video's {self.size[0]}x{self.size[1]}")
-        self._writer.write(np.ascontiguousarray(frame_bgr))
-        self.frames += 1
-
-    def close(self, commit: bool = True) -> Path | None:
-        self._writer.release()
-        if commit and self.frames:
-            return self._file.commit()
-        self._file.discard()
-        return None
-
-    def __enter__(self) -> VideoWriter:
-        return self
-
-    def __exit__(self, exc_type, *_) -> None:
-        self.close(commit=exc_type is None)
-
-
-# -- files --------------------------------------------------------------------------------------
-def read_frames(cap: cv2.VideoCapture, prefetch: int = 8) -> Iterator[np.ndarray]:
-    """Every frame of a file, decoded in a thread `prefetch` frames ahead of the consumer."""
-    frames: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
-    stop = threading.Event()
-
-    def reader() -> None:
-        while not stop.is_set():
-            ok, frame = cap.read()
-            item = frame if ok else None
-            while not stop.is_set():
-                try:
-                    frames.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if item is None:
-                return
-
-    thread = threading.Thread(target=reader, name="stylenet-decode", daemon=True)
-    thread.start()
-    try:
-        while (frame := frames.get()) is not None:
-            yield frame
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-
-
-@dataclass
-class VideoStats:
-    frames: int
-    fps: float
-    size: tuple[int, int]
-    seconds: float
-    output: Path | None = None
-
-
-def stylize_video(stylizer, src: str | os.PathLike, dst: str | os.PathLike, *, batch_size: int = 4,
-                  progress: bool = True, **options) -> VideoStats:
-    """Stylize every frame of a video file into `dst`, keeping frame rate and size (not audio).
-
-    Frames are decoded ahead in a thread and stylized in batches; options go to
-    Stylizer.stylize (strength, preserve_color, tile).
-    """
-    from tqdm.auto import tqdm
-
-    cap = open_capture(Path(src))
-    try:
-        fps = capture_fps(cap)
-        size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-        start = time.perf_counter()
-        with VideoWriter(dst, fps, size) as writer, tqdm(total=total, unit="frame", disable=not progress,
-                                                        desc=Path(src).name, dynamic_ncols=True) as bar:
-            batch: list[np.ndarray] = []
-            for frame in read_frames(cap, prefetch=2 * batch_size):
-                batch.append(frame)
-                if len(batch) == batch_size:
-                    _write_batch(stylizer, batch, writer, options)
-                    bar.update(len(batch))
-                    batch = []
-            if batch:
-                _write_batch(stylizer, batch, writer, options)
-                bar.update(len(batch))
-            if not writer.frames:
-                raise VideoError(f"no frames could be read from {src}")
-        return VideoStats(writer.frames, fps, size, time.perf_counter() - start, Path(dst))
-    finally:
-        cap.release()
-
-
-def _write_batch(stylizer, batch: list[np.ndarray], writer: VideoWriter, options: dict) -> None:
-    for out in stylizer.stylize(np.stack(batch), bgr=True, **options):
-        writer.write(out)
 
 
 # -- live ---------------------------------------------------------------------------------------
@@ -343,11 +226,14 @@ class LiveStats:
 def run_live(stylizers: Sequence, source=0, *, headless: bool = False, output: str | os.PathLike | None = None,
              max_frames: int = 0, strength: float = 1.0, preserve_color: bool = False, side_by_side: bool = False,
              overlay: bool = True, snapshot_dir: str | os.PathLike = "snapshots", window: str = "stylenet",
-             realtime: bool = True, first_frame_timeout: float = 10.0, log: Callable[[str], None] = print) -> LiveStats:
+             realtime: bool = True, first_frame_timeout: float = 10.0, stabilizer=None,
+             log: Callable[[str], None] = print) -> LiveStats:
     """The webcam loop: capture thread → stylize the newest frame → window (or file when headless).
 
     A video file source plays like a camera (at its frame rate, late frames dropped) unless
-    realtime=False: then every frame is shown, as fast as inference allows.
+    realtime=False: then every frame is shown, as fast as inference allows. `stabilizer`
+    (`temporal.Stabilizer`) blends each output with the flow-warped previous one (no flicker);
+    it starts afresh when the style changes.
     """
     if not stylizers:
         raise ValueError("no styles given")
@@ -358,7 +244,7 @@ def run_live(stylizers: Sequence, source=0, *, headless: bool = False, output: s
     grabber = LatestFrame(cap, pace_fps=fps_src if realtime and not camera else None, drop=realtime or camera)
     state = LiveState(side_by_side=side_by_side, preserve_color=preserve_color)
     meter, writer, frames, snapshots = FpsMeter(), None, 0, []
-    start, completed = None, False
+    start, completed, shown_style = None, False, None
     try:
         if not headless:
             open_window(window)
@@ -375,6 +261,11 @@ def run_live(stylizers: Sequence, source=0, *, headless: bool = False, output: s
             start = start or time.perf_counter()
             style = stylizers[state.index]
             stylized = style.stylize(frame, bgr=True, strength=strength, preserve_color=state.preserve_color)
+            if stabilizer is not None:
+                if (state.index, state.preserve_color) != shown_style:
+                    stabilizer.reset()
+                    shown_style = (state.index, state.preserve_color)
+                stylized = stabilizer(frame, stylized)
             view = compose_view(frame, stylized, state.side_by_side)
             meter.tick()
             if overlay:
@@ -382,7 +273,7 @@ def run_live(stylizers: Sequence, source=0, *, headless: bool = False, output: s
             frames += 1
             if headless:
                 if output is not None:
-                    writer = writer or VideoWriter(output, fps_src, (view.shape[1], view.shape[0]))
+                    writer = writer or FrameWriter(output, fps_src, (view.shape[1], view.shape[0]))
                     writer.write(view)
             else:
                 cv2.imshow(window, view)

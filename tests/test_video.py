@@ -5,14 +5,16 @@ import subprocess
 import sys
 import threading
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from stylenet.video import (CameraError, LatestFrame, LiveState, VideoError, VideoWriter, compose_view, handle_key,
-                            run_live, stylize_video)
+from stylenet.temporal import Stabilizer
+from stylenet.video import CameraError, LatestFrame, LiveState, VideoError, compose_view, handle_key, run_live, stylize_video
+from stylenet.videofile import FrameWriter
 
 from .conftest import ROOT, SUBPROCESS_ENV, load_script
 
@@ -46,6 +48,57 @@ def probe(path: Path) -> tuple[int, float, int, int]:
     return info
 
 
+def make_video_with_audio(path: Path, frames: int = 10, fps: int = 10, size=(65, 49), audio_codec: str = "aac") -> Path:
+    """A video with a 440 Hz tone (PyAV): what a phone clip has and OpenCV's writer lost."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("mpeg4", rate=fps)
+        video.width, video.height, video.pix_fmt = size[0] + size[0] % 2, size[1] + size[1] % 2, "yuv420p"
+        audio = out.add_stream(audio_codec, rate=16000)
+        audio.layout = "mono"
+        for i in range(frames):
+            frame = np.zeros((video.height, video.width, 3), np.uint8)
+            frame[:, (5 * i) % video.width:(5 * i) % video.width + 8] = (0, 200, 255)
+            vf = av.VideoFrame.from_ndarray(frame, format="bgr24")
+            vf.pts, vf.time_base = i, Fraction(1, fps)
+            for packet in video.encode(vf):
+                out.mux(packet)
+        samples = 16000 * frames // fps
+        tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(samples) / 16000)).astype(np.float32)[None]
+        chunk = audio.codec_context.frame_size or 1024
+        fmt = audio.codec_context.format.name
+        for start in range(0, samples, chunk):
+            part = tone[:, start:start + chunk]
+            data = {"s16": (part * 32767).astype(np.int16), "s32": (part * 2**31 * 0.99).astype(np.int32)}.get(fmt[:3], part)
+            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=fmt, layout="mono")
+            af.sample_rate, af.pts = 16000, start
+            for packet in audio.encode(af):
+                out.mux(packet)
+        for stream in (video, audio):
+            for packet in stream.encode():
+                out.mux(packet)
+    return path
+
+
+def streams(path: Path) -> dict:
+    """{"video": (codec, w, h, frames, fps), "audio": (codec, seconds) or None} as FFmpeg reads it back."""
+    import av
+
+    with av.open(str(path)) as f:
+        v = f.streams.video[0]
+        video = [v.codec_context.name, v.codec_context.width, v.codec_context.height, 0, float(v.average_rate)]
+        video[3] = sum(1 for _ in f.decode(v))
+    with av.open(str(path)) as f:
+        a = f.streams.audio[0] if f.streams.audio else None
+        audio = None
+        if a is not None:
+            samples = sum(frame.samples for frame in f.decode(a))
+            codec = a.codec_context.codec
+            audio = (getattr(codec, "canonical_name", None) or codec.name, samples / a.codec_context.sample_rate)
+    return {"video": tuple(video), "audio": audio}
+
+
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
     return make_video(tmp_path_factory.mktemp("video") / "clip.mp4")
@@ -72,9 +125,73 @@ def test_video_errors(stylizer, tmp_path, clip):
     not_video.write_text("hello")
     with pytest.raises(VideoError, match="cannot read video"):
         stylize_video(stylizer, not_video, tmp_path / "o.mp4", progress=False)
-    with pytest.raises(VideoError, match="not a video file name; use .mp4 or .avi"):
+    with pytest.raises(VideoError, match="cannot write .png videos; use one of .mp4"):
         stylize_video(stylizer, clip, tmp_path / "o.png", progress=False)
     assert not (tmp_path / "o.mp4").exists()
+
+
+@pytest.mark.parametrize(("suffix", "audio_codec", "want_video", "want_audio"), [
+    (".mp4", "aac", "h264", "aac"),            # H.264, the AAC track copied
+    (".mkv", "libmp3lame", "h264", "mp3"),     # Matroska copies any codec
+    (".webm", "aac", "vp9", "opus"),           # WebM takes no AAC: re-encoded to Opus
+])
+def test_video_round_trip_keeps_audio_odd_size_and_rate(stylizer, tmp_path, suffix, audio_codec, want_video, want_audio):
+    src = make_video_with_audio(tmp_path / "phone.mkv", audio_codec=audio_codec)
+    before = streams(src)
+    out = tmp_path / f"styled{suffix}"
+    stats = stylize_video(stylizer, src, out, batch_size=3, progress=False)
+    after = streams(out)
+    assert after["video"] == (want_video, 66, 50, 10, 10.0) == (want_video, *before["video"][1:])
+    assert stats.size == (66, 50) and stats.frames == 10
+    assert after["audio"][0] == want_audio and after["audio"][1] == pytest.approx(before["audio"][1], abs=0.1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["phone.mkv", out.name])  # no temp file left
+
+
+def test_odd_frame_sizes_are_kept_exactly(tmp_path):
+    out = tmp_path / "odd.mp4"
+    with FrameWriter(out, 12.5, (33, 21)) as writer:
+        for i in range(5):
+            writer.write(np.full((21, 33, 3), 40 * i, np.uint8))
+    assert streams(out)["video"] == ("h264", 33, 21, 5, 12.5)
+    assert probe(out)[2:] == (33, 21)  # OpenCV reads the exact size too
+
+
+def test_interrupted_video_leaves_no_partial_file(stylizer, clip, tmp_path):
+    class Boom(Exception):
+        pass
+
+    def stabilizer(frame, out):
+        stabilizer.calls += 1
+        if stabilizer.calls == 7:
+            raise Boom
+        return out
+
+    stabilizer.calls = 0
+    with pytest.raises(Boom):
+        stylize_video(stylizer, clip, tmp_path / "styled.mp4", batch_size=2, progress=False, stabilizer=stabilizer)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stabilised_video_flickers_less(stylizer, tmp_path):
+    from stylenet.temporal import FlowCache, warping_error
+
+    src = make_video(tmp_path / "pan.mp4", frames=10)
+    plain, stable = tmp_path / "plain.mp4", tmp_path / "stable.mp4"
+    stylize_video(stylizer, src, plain, progress=False)
+    stylize_video(stylizer, src, stable, progress=False, stabilizer=Stabilizer(blend=0.8))
+    inputs, a, b = (read_all(p) for p in (src, plain, stable))
+    flows = FlowCache(inputs)
+    assert warping_error(b, flows) < warping_error(a, flows)
+    assert np.array_equal(a[0].shape, b[0].shape)
+
+
+def read_all(path: Path) -> list:
+    cap, frames = cv2.VideoCapture(str(path)), []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            return frames
+        frames.append(frame)
 
 
 class FakeCamera:
@@ -136,7 +253,7 @@ def test_no_camera_is_a_clear_error():
 
 
 def test_writer_rejects_sizes_it_was_not_opened_for(tmp_path):
-    with VideoWriter(tmp_path / "a.mp4", 10, (W, H)) as writer:
+    with FrameWriter(tmp_path / "a.mp4", 10, (W, H)) as writer:
         with pytest.raises(VideoError, match="frame size 32x32 differs"):
             writer.write(np.zeros((32, 32, 3), np.uint8))
         writer.write(np.zeros((H, W, 3), np.uint8))
@@ -163,7 +280,8 @@ def test_stylize_cli_video_image_folder_and_preset(export_path, clip, tmp_path):
                          capture_output=True, text=True, cwd=tmp_path, env=SUBPROCESS_ENV)
     assert run.returncode == 0, run.stderr
     assert probe(tmp_path / "out" / "clip.mp4") == (12, FPS, W, H)
-    assert "audio is not copied" in run.stderr and "12/12" in run.stderr  # the note and the progress bar
+    assert "12/12" in run.stderr and "frame/s" in run.stderr  # the progress bar, in frames/s
+    assert "12 frames, 64x48 at 15 fps, libx264, audio none" in run.stdout
     # image and folder, in-process (same code path as the CLI, without another interpreter start)
     stylize = load_script("stylize")
     photos = tmp_path / "photos" / "sub"

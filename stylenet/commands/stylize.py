@@ -25,19 +25,22 @@ def stylize_image(stylizer, src: Path, dst: Path, options: dict) -> Path:
     return save_image(y, dst)
 
 
-def stylize_folder(stylizer, src: Path, dst: Path, options: dict, progress: bool) -> tuple[int, list[str]]:
-    """Every image under `src` → the same relative path under `dst`; unreadable ones are listed, not fatal."""
+def stylize_folder(stylizer, src: Path, dst: Path, options: dict, progress: bool, video: dict) -> tuple[int, list[str]]:
+    """Every image and video under `src` → the same relative path under `dst`; unreadable ones
+    are listed, not fatal. `video`: keyword arguments of `stylize_one_video`."""
     from PIL import Image
     from tqdm.auto import tqdm
 
     from ..imageio import IMAGE_EXTENSIONS, ImageError, find_images
+    from ..video import VIDEO_EXTENSIONS, VideoError, is_video_path
 
-    files = find_images(src)
-    if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {src}")
+    images = find_images(src)
+    videos = sorted(p for p in src.rglob("*") if p.is_file() and is_video_path(p))
+    if not images and not videos:
+        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) or videos ({', '.join(VIDEO_EXTENSIONS)}) in {src}")
     writable = Image.registered_extensions()
     failed = []
-    for path in tqdm(files, unit="image", disable=not progress, dynamic_ncols=True):
+    for path in tqdm(images, unit="image", disable=not progress, dynamic_ncols=True):
         out = dst / path.relative_to(src)
         if out.suffix.lower() not in writable or out.suffix.lower() == ".gif":
             out = out.with_suffix(".png")
@@ -45,12 +48,35 @@ def stylize_folder(stylizer, src: Path, dst: Path, options: dict, progress: bool
             stylize_image(stylizer, path, out, options)
         except ImageError as exc:
             failed.append(str(exc))
-    return len(files) - len(failed), failed
+    for path in videos:
+        try:
+            stylize_one_video(stylizer, path, video_output(dst / path.relative_to(src)), options, progress=progress, **video)
+        except VideoError as exc:
+            failed.append(str(exc))
+    return len(images) + len(videos) - len(failed), failed
+
+
+def video_output(path: Path) -> Path:
+    """Where a video goes: the same name, as .mp4 where PyAV cannot write that container (.wmv, .flv, .mpg)."""
+    from ..videofile import CONTAINERS
+
+    return path if path.suffix.lower() in CONTAINERS else path.with_suffix(".mp4")
+
+
+def stylize_one_video(stylizer, src: Path, dst: Path, options: dict, *, batch_size: int, progress: bool, stabilize) -> None:
+    """One video file, with its audio; `stabilize`: a `temporal.Stabilizer` config, or None."""
+    from ..temporal import Stabilizer
+    from ..videofile import stylize_video
+
+    stabilizer = Stabilizer(float(stabilize["blend"]), float(stabilize["sigma"]), str(stabilize["preset"])) if stabilize else None
+    stats = stylize_video(stylizer, src, dst, batch_size=batch_size, progress=progress, stabilizer=stabilizer, **options)
+    print(f"wrote {stats.output}: {stats.frames} frames, {stats.size[0]}x{stats.size[1]} at {stats.fps:g} fps, {stats.codec}, "
+          f"audio {stats.audio}{', stabilised' if stabilizer else ''} ({stats.frames / max(stats.seconds, 1e-9):.1f} frames/s)")
 
 
 def stylize(cfg) -> int:
     from ..inference import Stylizer
-    from ..video import AUDIO_NOTE, is_video_path, stylize_video
+    from ..video import is_video_path
 
     src, dst = Path(str(cfg.input)), Path(str(cfg.output))
     options = {"strength": float(cfg.strength), "preserve_color": bool(cfg.preserve_color), "tile": cfg.tile}
@@ -58,17 +84,15 @@ def stylize(cfg) -> int:
         raise ValueError(f"input not found: {src}")
     stylizer = Stylizer.load(str(cfg.model), device=cfg.device, precision=cfg.precision, compile=bool(cfg.compile),
                              batch_size=int(cfg.batch_size), tile_size=int(cfg.tile_size), max_pixels=int(cfg.max_pixels))
+    video = {"batch_size": int(cfg.batch_size), "stabilize": dict(cfg.stabilizer) if cfg.stabilize else None}
     if src.is_dir():
-        done, failed = stylize_folder(stylizer, src, dst, options, bool(cfg.progress))
+        done, failed = stylize_folder(stylizer, src, dst, options, bool(cfg.progress), video)
         for message in failed:
             print(f"skipped: {message}", file=sys.stderr)
-        print(f"wrote {done} images to {dst}")
+        print(f"wrote {done} files to {dst}")
         return 1 if failed else 0
     if is_video_path(src):
-        stats = stylize_video(stylizer, src, dst, batch_size=int(cfg.batch_size), progress=bool(cfg.progress), **options)
-        print(AUDIO_NOTE, file=sys.stderr)
-        print(f"wrote {dst}: {stats.frames} frames, {stats.size[0]}x{stats.size[1]} at {stats.fps:g} fps "
-              f"({stats.frames / max(stats.seconds, 1e-9):.1f} frames/s)")
+        stylize_one_video(stylizer, src, dst, options, progress=bool(cfg.progress), **video)
         return 0
     print(f"wrote {stylize_image(stylizer, src, dst, options)}")
     return 0

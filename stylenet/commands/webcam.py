@@ -23,10 +23,15 @@ def webcam(cfg) -> None:
     if not stylizers:
         raise UserError("model= names no style")
     print("styles: " + ", ".join(f"{i + 1}={s.name}" for i, s in enumerate(stylizers)), flush=True)
+    stabilizer = None
+    if cfg.stabilize:
+        from ..temporal import Stabilizer
+
+        stabilizer = Stabilizer(float(cfg.stabilizer.blend), float(cfg.stabilizer.sigma), str(cfg.stabilizer.preset))
     stats = run_live(
         stylizers, cfg.source, headless=bool(cfg.headless), output=cfg.output, max_frames=int(cfg.max_frames or 0),
         strength=float(cfg.strength), preserve_color=bool(cfg.preserve_color), side_by_side=bool(cfg.side_by_side),
-        overlay=bool(cfg.overlay), snapshot_dir=cfg.snapshot_dir, realtime=bool(cfg.realtime),
+        overlay=bool(cfg.overlay), snapshot_dir=cfg.snapshot_dir, realtime=bool(cfg.realtime), stabilizer=stabilizer,
     )
     print(f"frames: {stats.frames} (dropped at capture: {stats.dropped})")
     if stats.output:
