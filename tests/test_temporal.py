@@ -126,3 +126,37 @@ def test_module_adds_the_weighted_stability_term():
     off = StyleTransferModule(model={"width": 8, "num_residual": 1}, loss={**loss, "temporal_weight": 0.0}, optim={"lr": 1e-3},
                               style_image=torch.rand(1, 3, 32, 32), batch_size=2, image_size=32)
     assert "temporal" not in off.compute_losses(torch.rand(2, 3, 32, 32))
+
+
+def test_generated_clips_move_as_declared():
+    from bench.clips import make_clip
+
+    photo = texture(240, 320, seed=5)
+    frames = make_clip(photo, "pan", frames=3, size=(96, 64), moving_object=False)
+    assert [f.shape for f in frames] == [(64, 96, 3)] * 3 and frames[0].dtype == np.uint8
+    # the camera pans right by 0.12 of the width over the clip: frame 1 = frame 0 shifted by 0.06 × 96 px
+    flow = Flow("medium")(gray(frames[1]), gray(frames[0]))
+    assert np.median(flow[8:-8, 8:-8, 0]) == pytest.approx(0.06 * 96, abs=0.5)
+    with_disc = make_clip(photo, "rotate", frames=3, size=(96, 64))
+    assert not np.array_equal(with_disc[0], make_clip(photo, "rotate", frames=3, size=(96, 64), moving_object=False)[0])
+    with pytest.raises(ValueError, match="unknown motion"):
+        make_clip(photo, "shake")
+
+
+def test_video_benchmark_table_and_ratio_line(export_path, tmp_path, capsys):
+    from bench import video
+
+    from .conftest import CHICAGO, HOKUSAI, TOOLS, compose
+
+    cfg = compose([f"model={export_path}", f"stable={export_path}", f"photos={CHICAGO.parent}", "max_clips=1", "motions=[pan]",
+                   "frames=4", "size=[48,32]", "objective_size=32", f"style={HOKUSAI}", "style_size=48",
+                   f"gif={tmp_path / 'side.gif'}", f"save_clips={tmp_path / 'clips'}"], config_name="benchmark/video", config_dir=TOOLS)
+    summary = video.run(cfg)
+    lines = capsys.readouterr().out.strip().splitlines()
+    methods = [r["method"] for r in summary]
+    assert methods == ["input (floor)", "per-frame", "stable (trained)", "stabilised (inference)"]
+    by = {r["method"]: r for r in summary}
+    assert by["stable (trained)"]["error"] == pytest.approx(by["per-frame"]["error"])  # the same network twice
+    assert by["per-frame"]["objective"] == pytest.approx(by["stable (trained)"]["objective"]) and by["per-frame"]["objective"] > 0
+    assert lines[-1] == "stable/per-frame warping error ratio: 1.000"
+    assert (tmp_path / "side.gif").stat().st_size > 0 and len(list((tmp_path / "clips").glob("*.mp4"))) == 1

@@ -169,10 +169,10 @@ def format_table(rows: list[dict]) -> str:
 
 
 def save_clip(frames: list[np.ndarray], path: Path, fps: float = 12.0) -> Path:
-    from stylenet.video import VideoWriter
+    from stylenet.videofile import FrameWriter
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with VideoWriter(path, fps, (frames[0].shape[1], frames[0].shape[0])) as writer:
+    with FrameWriter(path, fps, (frames[0].shape[1], frames[0].shape[0])) as writer:
         for frame in frames:
             writer.write(frame)
     return path
