@@ -24,6 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     # the mode picks the config; the config itself says `mode: <name>`
     rest = [a for a in argv if not a.startswith("mode=")]
     def task(cfg) -> int:
+        from bench import environment
+
+        if cfg.get("threads"):
+            import torch
+
+            torch.set_num_threads(int(cfg["threads"]))
+        print(environment(), flush=True)  # every table says which machine it came from
         bench.run(cfg)  # returns its rows for callers in Python; the command's exit code is 0
         return 0
 

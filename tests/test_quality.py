@@ -57,6 +57,8 @@ def test_quality_command_exits_0_after_printing_the_median(export_path, capsys, 
                                           "max_iterations=2", f"style={HOKUSAI}", "style_size=64"])
     out = capsys.readouterr().out
     assert code == 0 and out.strip().splitlines()[-1].startswith("median Gatys iterations matched: ")
+    where = out.splitlines()[0]  # every table says where it ran
+    assert where.startswith("where: CPU ") and " threads; GPU " in where and "cores" in where
 
 
 def test_quality_curve_over_a_folder_of_checkpoints(tiny_checkpoint, tmp_path, capsys, one_thread):
