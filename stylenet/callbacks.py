@@ -55,3 +55,16 @@ class SampleGrid(pl.Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._emit(trainer, pl_module)
+
+
+class FlushLoggers(pl.Callback):
+    """Write the loggers' buffered metrics whenever a checkpoint is saved.
+
+    Lightning's CSVLogger writes every 100 steps: a run killed after a checkpoint would resume
+    from it with the metrics since the last write gone. Flushed here, what the checkpoint
+    covers is on disk too.
+    """
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        for logger in trainer.loggers:
+            logger.save()

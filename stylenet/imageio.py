@@ -26,6 +26,14 @@ class ImageError(UserError, ValueError):
     """An image file is missing, unreadable or not an image."""
 
 
+#: the EXIF tag saying how the camera was held
+ORIENTATION = 0x0112
+
+
+class WriteError(UserError, OSError):
+    """An output file or folder cannot be written (read-only, a file in the way, disk full)."""
+
+
 class ImageWarning(UserWarning):
     """A readable image with something odd about it (PIL's own warnings, reworded with the file's name)."""
 
@@ -83,7 +91,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
     Transparent pixels are composited on white: what a viewer shows for them.
     """
     try:
-        image = ImageOps.exif_transpose(image)
+        if image.getexif().get(ORIENTATION, 1) != 1:  # exif_transpose would copy even an upright image
+            image = ImageOps.exif_transpose(image)
     except Exception as exc:  # noqa: BLE001 - a malformed EXIF block must not cost the picture
         warnings.warn(f"ignored unreadable EXIF orientation ({_reason(exc)})", ImageWarning, stacklevel=2)
     if image.mode == "RGB":
@@ -196,10 +205,13 @@ class AtomicFile:
 
     def __init__(self, out: str | os.PathLike):
         self.out = Path(out)
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(self.out)
-        fd, tmp = tempfile.mkstemp(dir=self.out.parent, prefix=f".{self.out.name}.{os.getpid()}-",
-                                   suffix=self.out.suffix or ".tmp")
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(self.out)
+            fd, tmp = tempfile.mkstemp(dir=self.out.parent, prefix=f".{self.out.name}.{os.getpid()}-",
+                                       suffix=self.out.suffix or ".tmp")
+        except OSError as exc:
+            raise WriteError(f"cannot write {self.out}: {exc.strerror or exc}; pick another output path") from None
         os.close(fd)
         self.tmp = Path(tmp)
 
@@ -224,16 +236,40 @@ class AtomicFile:
 def atomic_write(out: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Call `write(temp_path)` on an `AtomicFile` beside `out`, then rename it into place."""
     with AtomicFile(out) as f:
-        write(str(f.tmp))
+        try:
+            write(str(f.tmp))
+        except OSError as exc:
+            if isinstance(exc, WriteError):
+                raise
+            raise WriteError(f"cannot write {f.out}: {exc.strerror or exc}") from None
     return f.out
+
+
+def ensure_writable(folder: str | os.PathLike, option: str) -> Path:
+    """Create `folder` and check a file can be written in it, before work that would be lost
+    if the first write failed at its end (a training run's checkpoints)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise WriteError(f"cannot write to {option}={folder}: {exc.strerror or exc}; "
+                         f"pick a writable folder with {option}=DIR") from None
+    return folder
+
+
+def image_format(path: str | os.PathLike) -> str:
+    """PIL's format name for an output file name (checked before the work, not after it)."""
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        raise ImageError(f"unknown image format for {path}; use .png or .jpg")
+    return fmt
 
 
 def save_image(image: Image.Image | torch.Tensor, path: str | os.PathLike) -> Path:
     """Write an image atomically: a crash never leaves half a PNG."""
+    fmt = image_format(path)
     if isinstance(image, torch.Tensor):
         image = tensor_to_pil(image)
-    path = Path(path)
-    fmt = Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None:
-        raise ImageError(f"unknown image format for {path}; use .png or .jpg")
-    return atomic_write(path, lambda tmp: image.save(tmp, format=fmt))
+    return atomic_write(Path(path), lambda tmp: image.save(tmp, format=fmt))

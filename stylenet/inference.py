@@ -144,13 +144,34 @@ class Stylizer:
         if isinstance(image, torch.Tensor):
             return self.stylize_tensor(image, **opts)
         if isinstance(image, Image.Image):
-            return tensor_to_pil(self.stylize_tensor(pil_to_tensor(to_rgb(image)), **opts))
+            image = to_rgb(image)
+            if strength != 0 and self._should_tile(image.height, image.width, tile):
+                return self._stylize_large(image, **opts)
+            return tensor_to_pil(self.stylize_tensor(pil_to_tensor(image), **opts))
         if isinstance(image, np.ndarray):
             x, restore = array_to_tensor(image, bgr=bgr)
             return restore(self.stylize_tensor(x, **opts))
         raise TypeError(f"cannot stylize a {type(image).__name__}: pass a PIL image, a numpy array or a tensor")
 
     __call__ = stylize
+
+    def _stylize_large(self, image: Image.Image, *, strength: float, preserve_color: bool, tile) -> Image.Image:
+        """A picture above max_pixels, kept uint8 end to end: tiles are converted to float one
+        at a time, so a 12000x12000 photo costs its bytes in and out plus a band of tiles
+        (never the 1.7 GB float copies of the whole image)."""
+        if not 0.0 <= float(strength) <= 1.0:
+            raise ValueError(f"strength must be between 0 and 1, got {strength}")
+        x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].to(self.device)
+
+        def finish(y: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+            if preserve_color:
+                y = preserve_colors(y, original)
+            return torch.lerp(original, y, float(strength)) if strength != 1 else y
+
+        tile_size = tile if isinstance(tile, int) and not isinstance(tile, bool) else self.tile_size
+        y = tiled_forward(self.net, x, tile_size, self.tile_blend, self.max_pixels, finish=finish, dtype=self.dtype)
+        del x
+        return Image.fromarray(y[0].permute(1, 2, 0).cpu().numpy(), "RGB")
 
     def _stylize_list(self, images: list, bgr: bool, **opts) -> list:
         """Batch same-sized items together (video frames, folders of equal photos)."""

@@ -9,7 +9,9 @@ An export is safetensors: the transformation network's weights plus string metad
 
 from __future__ import annotations
 
+import inspect
 import json
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -99,7 +101,12 @@ def _read_safetensors(path: Path) -> ModelFile:
             f"{path} is a safetensors file but not a stylenet export (no format={FORMAT!r} metadata); "
             "export a trained style with python scripts/export.py ckpt=checkpoints/<style>/last.ckpt"
         )
-    version = int(metadata.get("format_version", "0") or 0)
+    raw = metadata.get("format_version", "0") or "0"
+    try:
+        version = int(raw)
+    except ValueError:
+        raise ModelLoadError(f"{path} has format_version={raw!r} in its metadata, not a number; "
+                             "re-export it with python scripts/export.py") from None
     if version > FORMAT_VERSION:
         raise ModelLoadError(f"{path} uses export format {version}, this stylenet reads up to {FORMAT_VERSION}: upgrade stylenet")
     try:
@@ -109,21 +116,45 @@ def _read_safetensors(path: Path) -> ModelFile:
     return ModelFile(path, arch, state, metadata)
 
 
-def _read_checkpoint(path: Path) -> ModelFile:
+def _load_failure(exc: BaseException) -> str:
+    """Why torch.load(weights_only=True) refused a file, in our words: torch's own text
+    suggests weights_only=False, which would run the code in a file the user did not make."""
+    text = str(exc)
+    advice = ("weights_only", "Weights only load failed", "trusted source", "file an issue", "Check the documentation")
+    detail = next((ln.strip() for ln in text.splitlines() if ln.strip() and not any(a in ln for a in advice)), "")
+    if "TorchScript" in text or "constants.pkl" in text:
+        return "it is a TorchScript archive; load it with torch.jit.load, or pass the .safetensors export"
+    if found := re.search(r"GLOBAL ([\w.]+)", text):
+        return (f"it holds Python objects ({found.group(1)}) that would run code when unpickled; refusing to load it "
+                "(stylenet reads only weights: use a checkpoint stylenet wrote, or an exported .safetensors)")
+    if isinstance(exc, EOFError):
+        return "the file ends early (truncated: was its write interrupted?)"
+    if "Unsupported operand" in text or not detail:
+        return "the file is truncated, corrupt or not a checkpoint"
+    return f"the file is truncated, corrupt or not a checkpoint ({detail[:200]})"
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """A Lightning checkpoint's dict via torch.load(weights_only=True): tensors and plain data
+    only, never code; every failure a ModelLoadError that says what the file is."""
+    path = Path(path)
+    if path.is_dir():
+        raise ModelLoadError(f"expected a checkpoint file, got a folder: {path}")
+    if path.stat().st_size == 0:
+        raise ModelLoadError(f"cannot load {path}: the file is empty (0 bytes)")
+    if _sniff(path) == "safetensors":
+        raise ModelLoadError(f"{path} is an exported style (.safetensors), not a training checkpoint")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every failure of an untrusted file is "cannot load"
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [exc.__class__.__name__]
-        message = next((ln for ln in lines if "Unsupported global" in ln), lines[0])
-        if "TorchScript" in message:
-            reason = "it is a TorchScript archive; load it with torch.jit.load, or pass the .safetensors export"
-        elif "weights_only" in message or "Unpickl" in exc.__class__.__name__ or "GLOBAL" in message:
-            reason = f"it holds Python objects that would run code when unpickled, refusing ({message})"
-        else:
-            reason = f"the file is truncated, corrupt or not a checkpoint ({message})"
-        raise ModelLoadError(f"cannot load {path}: {reason}") from None
+        raise ModelLoadError(f"cannot load {path}: {_load_failure(exc)}") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise ModelLoadError(f"{path} is not a Lightning checkpoint (no state_dict); pass checkpoints/<style>/last.ckpt or an export")
+    return ckpt
+
+
+def _read_checkpoint(path: Path) -> ModelFile:
+    ckpt = load_checkpoint(path)
     hparams = ckpt.get("hyper_parameters") or {}
     prefix = "transformer."
     state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
@@ -142,8 +173,8 @@ def checkpoint_metadata(ckpt: dict, source: str = "") -> dict[str, str]:
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
         "style_name": str(hp.get("style_name", "style")),
-        "arch": json.dumps({"class": "TransformerNet", **dict(hp.get("model") or {})}, sort_keys=True),
-        "loss": json.dumps(hp.get("loss") or {}, sort_keys=True),
+        "arch": json.dumps({"class": "TransformerNet", **dict(hp.get("model") or {})}, sort_keys=True, default=str),
+        "loss": json.dumps(hp.get("loss") or {}, sort_keys=True, default=str),
         "training_steps": str(int(ckpt.get("global_step", 0))),
         "image_size": str(hp.get("image_size", "")),
         "batch_size": str(hp.get("batch_size", "")),
@@ -153,26 +184,70 @@ def checkpoint_metadata(ckpt: dict, source: str = "") -> dict[str, str]:
     }
 
 
-def build_network(model: ModelFile) -> TransformerNet:
-    """Rebuild the network from its recorded architecture and load the weights strictly."""
-    arch = dict(model.arch)
+def check_finite(path, state: dict) -> None:
+    """NaN or infinite weights (a diverged run) are an error, not an all-black picture."""
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise ModelLoadError(f"{path}: its entry {key!r} is a {type(value).__name__}, not a tensor; the file is not a stylenet model")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ModelLoadError(f"{path}: weight {key} holds NaN or infinite values (the training diverged); "
+                                 "use an earlier checkpoint (checkpoints/<style>/step_NNNNNN.ckpt) or train again with a lower optim.lr")
+
+
+def check_architecture(model: ModelFile) -> tuple[type, dict]:
+    """The network class and its arguments, checked against the weights actually in the file
+    before anything is built: recorded metadata may lie (width=100000 would allocate 720 GB,
+    num_residual=100000000 build blocks until memory runs out), the tensors cannot."""
+    where, arch = model.path, model.arch
+    example = '{"class": "TransformerNet", "width": 32, "num_residual": 5}'
+    if not isinstance(arch, dict):
+        raise ModelLoadError(f"{where}: its 'arch' metadata is {arch!r:.80} ({type(arch).__name__}), not an object like "
+                             f"{example}; re-export it with python scripts/export.py")
+    arch = dict(arch)
     cls_name = arch.pop("class", "TransformerNet")
-    cls = ARCHITECTURES.get(cls_name)
+    cls = ARCHITECTURES.get(cls_name) if isinstance(cls_name, str) else None
     if cls is None:
-        raise ModelLoadError(f"{model.path} was made for architecture {cls_name!r}; this stylenet knows {', '.join(ARCHITECTURES)}")
+        raise ModelLoadError(f"{where} was made for architecture {cls_name!r:.80}; this stylenet knows {', '.join(ARCHITECTURES)}")
+    params = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items() if k != "self"}
+    if unknown := sorted(set(arch) - set(params)):
+        raise ModelLoadError(f"{where}: its arch names {', '.join(map(repr, unknown))}, which {cls_name} does not take "
+                             f"(it takes {', '.join(params)}); the file was made by another program or version")
+    for key, value in arch.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value != int(value):
+            raise ModelLoadError(f"{where}: its arch says {key}={value!r:.40}, not a whole number; re-export it with python scripts/export.py")
+    recorded = {**params, **{k: int(v) for k, v in arch.items()}}
+    check_finite(where, model.state_dict)
     try:
-        net = cls(**arch)
-    except TypeError as exc:
-        raise ModelLoadError(f"{model.path} has architecture arguments {arch} that {cls_name} does not take ({exc})") from None
-    state = {k: v.float() if v.is_floating_point() else v for k, v in model.state_dict.items()}
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        detail = " ".join(str(exc).split())
-        raise ModelLoadError(
-            f"{model.path}: its weights do not fit {cls_name}({', '.join(f'{k}={v}' for k, v in arch.items())}) - "
-            f"the file was made for a different architecture ({detail[:300]})"
-        ) from None
+        actual = cls.arch_of(model.state_dict)
+    except (KeyError, IndexError, AttributeError):
+        raise ModelLoadError(f"{where}: its tensors are not a {cls_name} (no {cls_name} weights found); "
+                             "the file was made by another program") from None
+    if recorded != actual:
+        raise ModelLoadError(f"{where}: its metadata says {_args(recorded)}, but its weights are a {cls_name} with "
+                             f"{_args(actual)}; the metadata is wrong: re-export it with python scripts/export.py")
+    with torch.device("meta"):  # shapes only: nothing allocated
+        expected = {k: tuple(v.shape) for k, v in cls(**recorded).state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in model.state_dict.items()}
+    if got != expected:
+        missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+        wrong = [f"{k} {got[k]} (expected {expected[k]})" for k in sorted(set(got) & set(expected)) if got[k] != expected[k]]
+        detail = "; ".join(part for part in (
+            f"missing {', '.join(missing[:3])}" if missing else "", f"unexpected {', '.join(extra[:3])}" if extra else "",
+            f"wrong shape {', '.join(wrong[:3])}" if wrong else "") if part)
+        raise ModelLoadError(f"{where}: its weights do not fit {cls_name}({_args(recorded)}) ({detail}); "
+                             "the file is damaged or was made for a different architecture")
+    return cls, recorded
+
+
+def _args(arch: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in arch.items())
+
+
+def build_network(model: ModelFile) -> TransformerNet:
+    """Rebuild the network from its architecture (checked against the weights first) and load the weights."""
+    cls, arch = check_architecture(model)
+    net = cls(**arch)
+    net.load_state_dict({k: v.float() for k, v in model.state_dict.items()}, strict=True)
     return net.eval()
 
 

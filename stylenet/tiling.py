@@ -7,6 +7,8 @@ takes them once from the whole (downscaled) image so every tile is normalised al
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -80,9 +82,34 @@ def _ramp(n: int, start: bool, end: bool, margin: int, blend: int, device) -> to
     return w
 
 
+def _as_float(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A slice of the input as the network's float dtype in [0,1] (uint8 inputs are 0-255)."""
+    return x.to(dtype).div_(255) if x.dtype == torch.uint8 else x.to(dtype)
+
+
+def _area_downscale(x: torch.Tensor, scale: float, dtype: torch.dtype, rows: int = 256) -> torch.Tensor:
+    """`F.interpolate(x, scale_factor=scale, mode="area")`, converting `rows` output rows of the
+    input to float at a time: a uint8 12000x12000 photo is never a 1.7 GB float tensor.
+
+    Area interpolation is adaptive average pooling, separable into columns then rows; each
+    output row's window of input rows lies inside its chunk, so the result is the same.
+    """
+    h, w = x.shape[-2:]
+    oh, ow = math.floor(h * scale), math.floor(w * scale)
+    out = torch.empty(*x.shape[:-2], oh, ow, dtype=dtype, device=x.device)
+    for r0 in range(0, oh, rows):
+        r1 = min(oh, r0 + rows)
+        top, bottom = r0 * h // oh, -(-r1 * h // oh)
+        cols = F.adaptive_avg_pool2d(_as_float(x[..., top:bottom, :], dtype), (bottom - top, ow))
+        for i in range(r0, r1):
+            a, b = i * h // oh - top, -(-(i + 1) * h // oh) - top
+            out[..., i, :] = cols[..., a:b, :].mean(dim=-2)
+    return out
+
+
 @torch.no_grad()
 def tiled_forward(net: TransformerNet, x: torch.Tensor, tile: int = 1024, blend: int = 32,
-                  stats_pixels: int = 4_000_000) -> torch.Tensor:
+                  stats_pixels: int = 4_000_000, finish=None, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Stylize (B,3,H,W) tile by tile: bounded memory, no seams.
 
     Every tile is normalised with the same instance-norm statistics, taken once from the whole
@@ -92,27 +119,61 @@ def tiled_forward(net: TransformerNet, x: torch.Tensor, tile: int = 1024, blend:
     and agree exactly wherever they are blended. When the image has at most stats_pixels the
     statistics are exact and the result equals untiled stylization (up to float rounding);
     above it, the only difference is the downscaled statistics, which are the same for all tiles.
+
+    `x` is float in [0,1] (result: float32) or uint8 (result: uint8, and no float copy of the
+    whole image is ever made). Blended rows are kept for one row of tiles at a time, so memory
+    beyond the input and the result is bounded by tile × width, whatever the image's height.
+    `finish(y, x)` post-processes each finished band (float, the input's band beside it);
+    `dtype`: what the network runs in (default: x's float dtype, float32 for uint8).
     """
     b, _, h, w = x.shape
+    dtype = dtype or (x.dtype if x.is_floating_point() else torch.float32)
     margin = -(-receptive_radius(net) // 4) * 4 + 4
     blend = max(4, -(-blend // 4) * 4)
     overlap = 2 * margin + blend
     tile = max(-(-tile // 4) * 4, 2 * overlap)
-    out = torch.zeros(b, 3, h, w, device=x.device, dtype=torch.float32)
-    weight = torch.zeros(1, 1, h, w, device=x.device, dtype=torch.float32)
+    # the result in the input's layout family: uint8 stays uint8 (channels last: what PIL wants back)
+    if x.dtype == torch.uint8:
+        out = torch.empty(b, h, w, 3, device=x.device, dtype=torch.uint8).permute(0, 3, 1, 2)
+    else:
+        out = torch.empty(b, 3, h, w, device=x.device, dtype=torch.float32)
+
+    def emit(acc: torch.Tensor, weight: torch.Tensor, top: int) -> None:
+        """Rows top..top+len(acc) are complete: normalise the blend and store them."""
+        if acc.shape[-2] == 0:
+            return
+        y = acc / weight
+        rows = slice(top, top + acc.shape[-2])
+        if finish is not None:
+            y = finish(y, _as_float(x[..., rows, :], torch.float32))
+        if out.dtype == torch.uint8:
+            y = y.clamp_(0, 1).mul_(255).round_()
+        out[..., rows, :] = y
+
     ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
     with FrozenNormStats(net) as norms:
         scale = (stats_pixels / (h * w)) ** 0.5
-        net(x if scale >= 1 else F.interpolate(x, scale_factor=scale, mode="area"))
+        net(_as_float(x, dtype) if scale >= 1 else _area_downscale(x, scale, dtype))
         norms.mode = "apply"
+        top = 0
+        acc = torch.zeros(b, 3, 0, w, device=x.device)
+        weight = torch.zeros(1, 1, 0, w, device=x.device)
         for i, y0 in enumerate(ys):
             y1 = h if i == len(ys) - 1 else min(h, y0 + tile)
+            emit(acc[..., : y0 - top, :], weight[..., : y0 - top, :], top)  # no later tile reaches above y0
+            grown = torch.zeros(b, 3, y1 - y0, w, device=x.device)
+            grown_weight = torch.zeros(1, 1, y1 - y0, w, device=x.device)
+            kept = acc.shape[-2] - (y0 - top)
+            if kept > 0:
+                grown[..., :kept, :] = acc[..., y0 - top:, :]
+                grown_weight[..., :kept, :] = weight[..., y0 - top:, :]
+            acc, weight, top = grown, grown_weight, y0
             wy = _ramp(y1 - y0, i > 0, i < len(ys) - 1, margin, blend, x.device)
             for j, x0 in enumerate(xs):
                 x1 = w if j == len(xs) - 1 else min(w, x0 + tile)
                 wx = _ramp(x1 - x0, j > 0, j < len(xs) - 1, margin, blend, x.device)
                 wt = (wy[:, None] * wx[None, :])[None, None]
-                out[..., y0:y1, x0:x1] += net(x[..., y0:y1, x0:x1]).float() * wt
-                weight[..., y0:y1, x0:x1] += wt
-    return out.div_(weight)
-
+                acc[..., x0:x1] += net(_as_float(x[..., y0:y1, x0:x1], dtype)).float() * wt
+                weight[..., x0:x1] += wt
+        emit(acc, weight, top)
+    return out

@@ -12,8 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from .callbacks import SampleGrid
 from .data import StyleDataModule
-from .imageio import load_tensor
-from .modelfile import ModelLoadError
+from .imageio import ensure_writable, load_tensor
+from .modelfile import ModelLoadError, check_finite, load_checkpoint
 from .module import StyleTransferModule
 from .speed import resolve_precision, resolve_speed
 from .styles import resolve_style_image
@@ -73,12 +73,49 @@ def build(cfg: DictConfig, run_dir: Path):
     return trainer, module, datamodule
 
 
+def resumable_checkpoint(cfg: DictConfig) -> dict:
+    """The `ckpt_path=` checkpoint, read safely and checked before anything is built: a file
+    Lightning cannot resume from fails here with what it is, not later with a traceback."""
+    path = Path(str(cfg.ckpt_path))
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint to resume from not found: {path}")
+    ckpt = load_checkpoint(path)
+    if missing := [k for k in ("optimizer_states", "loops", "global_step") if k not in ckpt]:
+        raise ModelLoadError(f"{path} cannot be resumed: it has no {', '.join(missing)} (a weights-only checkpoint?); "
+                             f"resume from checkpoints/<style>/last.ckpt, or start from its weights with init_from={path}")
+    theirs = (ckpt.get("hyper_parameters") or {}).get("model")
+    ours = OmegaConf.to_container(cfg.model, resolve=True)
+    if theirs != ours:
+        raise ModelLoadError(f"{path} was trained with model {theirs}, this run's model is {ours}: resume with the same "
+                             f"model= (or start from its weights with init_from={path} and a matching model=)")
+    check_finite(path, ckpt["state_dict"])
+    return ckpt
+
+
+def check_fits(module: StyleTransferModule, ckpt: dict, path) -> None:
+    """The checkpoint's tensors are the ones this run's module has (same loss network, same shapes)."""
+    ours = {k: tuple(v.shape) for k, v in module.state_dict().items() if not k.startswith("lossnet.")}
+    theirs = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items() if not k.startswith("lossnet.")}
+    if ours != theirs:
+        odd = sorted(set(ours) ^ set(theirs)) or [k for k in sorted(ours) if ours[k] != theirs[k]]
+        raise ModelLoadError(f"{path} does not fit this run ({', '.join(odd[:3])} differ: another loss network or model?); "
+                             "resume with the options it was trained with, or start fresh")
+
+
 def run(cfg: DictConfig, run_dir: Path) -> Path:
-    """Train; return the path of the last checkpoint."""
-    trainer, module, datamodule = build(cfg, run_dir)
+    """Train; return the path of the last checkpoint.
+
+    Everything a run needs at its end is checked before its first step: the folders it will
+    write (checkpoints and the export, the run dir's logs and samples) and the checkpoint it resumes.
+    """
+    ensure_writable(cfg.checkpoint_dir, "checkpoint_dir")
+    ensure_writable(run_dir, "hydra.run.dir")
     ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path and not Path(ckpt_path).is_file():
-        raise FileNotFoundError(f"checkpoint to resume from not found: {ckpt_path}")
+    resume = resumable_checkpoint(cfg) if ckpt_path else None
+    trainer, module, datamodule = build(cfg, run_dir)
+    if resume is not None:
+        check_fits(module, resume, ckpt_path)
+        del resume
     # weights_only: resuming never unpickles code from the checkpoint file
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
     last = Path(cfg.checkpoint_dir) / "last.ckpt"

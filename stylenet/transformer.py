@@ -79,6 +79,13 @@ class TransformerNet(nn.Module):
         """What it takes to rebuild this network (stored in checkpoints and exports)."""
         return {"width": self.width, "num_residual": self.num_residual}
 
+    @staticmethod
+    def arch_of(state_dict) -> dict[str, int]:
+        """The arch() its weights imply (KeyError if they are not this network's): what a model
+        file's recorded architecture is checked against before anything is built."""
+        blocks = {key.split(".")[1] for key in state_dict if key.startswith("residuals.")}
+        return {"width": int(state_dict["encoder.0.1.weight"].shape[0]), "num_residual": len(blocks)}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2], x.shape[-1]
         pad_h = max(MIN_SIZE - h, (-h) % SIZE_MULTIPLE)

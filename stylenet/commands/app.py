@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -27,6 +28,11 @@ def fail(message) -> NoReturn:
     """Report a user's mistake: one line on stderr, exit code 2."""
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one `warning: ...` line on stderr: for the user, not the source line that raised it."""
+    print(f"warning: {message}", file=file or sys.stderr)
 
 
 def _missing(cfg) -> list[str]:
@@ -71,7 +77,9 @@ def run(config_name: str, task: Callable, argv: Sequence[str] | None = None, *, 
         if missing := _missing(cfg):
             fail(f"missing {', '.join(f'{key}=...' for key in missing)}")
         try:
-            code = task(cfg)
+            with warnings.catch_warnings():
+                warnings.showwarning = show_warning
+                code = task(cfg)
         except (UserError, MissingMandatoryValue, *errors) as exc:
             fail(exc)
         if code:

@@ -10,19 +10,22 @@ from . import app
 
 
 def stylize_image(stylizer, src: Path, dst: Path, options: dict) -> Path:
-    """One image file → `dst` (a folder gets `<name>_<style>.png`; `.npy` keeps the exact float32 RGB)."""
+    """One image file → `dst` (a folder gets `<name>_<style>.png`; `.npy` keeps the exact float32 RGB).
+
+    Both are written atomically (a temp file renamed into place). Pictures go through
+    `Stylizer.stylize`, which keeps a photo above max_pixels uint8 end to end.
+    """
     import numpy as np
 
-    from ..imageio import load_image, pil_to_tensor, save_image
+    from ..imageio import atomic_write, image_format, load_image, pil_to_tensor, save_image
 
     if dst.is_dir() or str(dst).endswith(("/", "\\")):
         dst = dst / f"{src.stem}_{stylizer.name}.png"
-    y = stylizer.stylize_tensor(pil_to_tensor(load_image(src)), **options)
     if dst.suffix.lower() == ".npy":
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        np.save(dst, y.permute(1, 2, 0).float().numpy())
-        return dst
-    return save_image(y, dst)
+        y = stylizer.stylize_tensor(pil_to_tensor(load_image(src)), **options).permute(1, 2, 0).float().numpy()
+        return atomic_write(dst, lambda tmp: np.save(tmp, y))
+    image_format(dst)
+    return save_image(stylizer.stylize(load_image(src), **options), dst)
 
 
 def stylize_folder(stylizer, src: Path, dst: Path, options: dict, progress: bool, video: dict) -> tuple[int, list[str]]:
