@@ -162,6 +162,24 @@ def current_umask() -> int:
     return mask
 
 
+def why_unwritable(folder: str | os.PathLike) -> str | None:
+    """Why a file cannot be created in `folder` (made if missing), or None; creates nothing:
+    the nearest existing ancestor is probed with a temp file."""
+    path = Path(folder).expanduser().absolute()
+    while not path.exists():
+        if path.is_symlink():
+            return f"{path} is a broken link"
+        path = path.parent
+    if not path.is_dir():
+        return f"{path} is a file, not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
+    return None
+
+
 def _temp_pattern(out: Path) -> re.Pattern:
     """AtomicFile's temp names for `out`: .<name>.<writer pid>-<mkstemp's 8 characters><suffix>."""
     return re.compile(rf"\.{re.escape(out.name)}\.(\d+)-[a-z0-9_]{{8}}{re.escape(out.suffix or '.tmp')}")
@@ -211,7 +229,8 @@ class AtomicFile:
             fd, tmp = tempfile.mkstemp(dir=self.out.parent, prefix=f".{self.out.name}.{os.getpid()}-",
                                        suffix=self.out.suffix or ".tmp")
         except OSError as exc:
-            raise WriteError(f"cannot write {self.out}: {exc.strerror or exc}; pick another output path") from None
+            reason = why_unwritable(self.out.parent) or exc.strerror or str(exc)
+            raise WriteError(f"cannot write {self.out} ({reason}); pick another output path") from None
         os.close(fd)
         self.tmp = Path(tmp)
 
@@ -254,8 +273,8 @@ def ensure_writable(folder: str | os.PathLike, option: str) -> Path:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        raise WriteError(f"cannot write to {option}={folder}: {exc.strerror or exc}; "
-                         f"pick a writable folder with {option}=DIR") from None
+        reason = why_unwritable(folder) or exc.strerror or str(exc)
+        raise WriteError(f"cannot write to {option}={folder} ({reason}); pick a writable folder with {option}=DIR") from None
     return folder
 
 

@@ -61,6 +61,8 @@ class Stylizer:
         self.batch_size = max(1, int(batch_size))
         self.tile_size, self.tile_blend = int(tile_size), int(tile_blend)
         self.max_pixels = int(max_pixels)
+        if self.tile_size < 1 or self.max_pixels < 1 or self.tile_blend < 0:
+            raise ValueError(f"tile_size and max_pixels must be positive (got tile_size={tile_size}, max_pixels={max_pixels})")
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         self.net = net.eval().requires_grad_(False).to(self.device, self.dtype, memory_format=memory_format)
         self._forward = self.net

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,8 @@ def read_model_file(path: str | os.PathLike) -> ModelFile:
         raise ModelLoadError(f"model file not found: {path}")
     if path.is_dir():
         raise ModelLoadError(f"expected a model file, got a folder: {path} (pass checkpoints/<style>/<style>.safetensors)")
+    if path.stat().st_size == 0:
+        raise ModelLoadError(f"cannot load {path}: the file is empty (0 bytes)")
     if path.suffix.lower() == ".onnx":
         raise ModelLoadError(f"{path} is an ONNX graph: run it with onnxruntime; Stylizer loads .safetensors exports and .ckpt checkpoints")
     kind = _sniff(path)
@@ -130,7 +133,7 @@ def _load_failure(exc: BaseException) -> str:
     if isinstance(exc, EOFError):
         return "the file ends early (truncated: was its write interrupted?)"
     if "Unsupported operand" in text or not detail:
-        return "the file is truncated, corrupt or not a checkpoint"
+        return "the file is truncated, corrupt, or a pickle of something other than a checkpoint"
     return f"the file is truncated, corrupt or not a checkpoint ({detail[:200]})"
 
 
@@ -145,7 +148,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if _sniff(path) == "safetensors":
         raise ModelLoadError(f"{path} is an exported style (.safetensors), not a training checkpoint")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on the file's pickle protocol: the error below says it
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every failure of an untrusted file is "cannot load"
         raise ModelLoadError(f"cannot load {path}: {_load_failure(exc)}") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):

@@ -95,7 +95,7 @@ def _area_downscale(x: torch.Tensor, scale: float, dtype: torch.dtype, rows: int
     output row's window of input rows lies inside its chunk, so the result is the same.
     """
     h, w = x.shape[-2:]
-    oh, ow = math.floor(h * scale), math.floor(w * scale)
+    oh, ow = max(1, math.floor(h * scale)), max(1, math.floor(w * scale))
     out = torch.empty(*x.shape[:-2], oh, ow, dtype=dtype, device=x.device)
     for r0 in range(0, oh, rows):
         r1 = min(oh, r0 + rows)

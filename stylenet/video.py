@@ -45,6 +45,8 @@ def parse_source(source) -> int | Path:
     """A camera index (0, "1") or a video file path."""
     if isinstance(source, bool):
         raise VideoError(f"bad source {source!r}: pass a camera index (source=0) or a video file")
+    if isinstance(source, int) and source < 0:  # OpenCV crashes (SIGSEGV) on a negative index
+        raise VideoError(f"bad source {source}: a camera index is 0 or more (source=0), or pass a video file")
     if isinstance(source, int) or (isinstance(source, str) and source.strip().isdigit()):
         return int(source)
     return Path(source)

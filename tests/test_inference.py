@@ -81,18 +81,21 @@ def test_truncated_checkpoint(tiny_checkpoint, tmp_path):
         Stylizer.load(bad)
 
 
-@pytest.mark.parametrize("name, content", [
-    ("photo.safetensors", None),  # a JPEG renamed
-    ("notes.ckpt", b"just some text, not a model\n"),
-    ("empty.safetensors", b""),
+NOT_A_MODEL = "is not a stylenet model file .neither safetensors nor a PyTorch checkpoint"
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("photo.safetensors", None, NOT_A_MODEL),  # a JPEG renamed
+    ("notes.ckpt", b"just some text, not a model\n", NOT_A_MODEL),
+    ("empty.safetensors", b"", r"the file is empty \(0 bytes\)"),
 ])
-def test_non_model_files(tmp_path, name, content):
+def test_non_model_files(tmp_path, name, content, message):
     path = tmp_path / name
     if content is None:
         photo().save(path, format="JPEG")
     else:
         path.write_bytes(content)
-    with pytest.raises(ModelLoadError, match="is not a stylenet model file .neither safetensors nor a PyTorch checkpoint"):
+    with pytest.raises(ModelLoadError, match=message):
         Stylizer.load(path)
 
 

@@ -26,13 +26,30 @@ TOOLS_DIR = CONFIG_DIR / "tools"
 
 def fail(message) -> NoReturn:
     """Report a user's mistake: one line on stderr, exit code 2."""
-    print(f"error: {message}", file=sys.stderr)
+    text = " ".join(str(message).split()) or type(message).__name__
+    print(f"error: {text}", file=sys.stderr)
     sys.exit(2)
 
 
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """A warning as one `warning: ...` line on stderr: for the user, not the source line that raised it."""
     print(f"warning: {message}", file=file or sys.stderr)
+
+
+def check_run_dir():
+    """A Hydra callback (train.yaml, gatys.yaml: hydra.callbacks) that checks the run folder
+    before Hydra creates it: Hydra's own failure there is a traceback, this one an `error:` line."""
+    from hydra.experimental.callback import Callback
+
+    class CheckRunDir(Callback):
+        def on_run_start(self, config, **kwargs) -> None:
+            from ..imageio import why_unwritable
+
+            folder = config.hydra.run.dir
+            if reason := why_unwritable(folder):
+                fail(f"cannot create the run folder hydra.run.dir={folder} ({reason}); pick another with hydra.run.dir=DIR")
+
+    return CheckRunDir()
 
 
 def _missing(cfg) -> list[str]:
@@ -46,6 +63,40 @@ def as_list(value) -> list:
     from omegaconf import ListConfig
 
     return list(value) if isinstance(value, (list, tuple, ListConfig)) else [value]
+
+
+def number(cfg, key: str, kind: type = float):
+    """The option `key` as a float (or int): a UserError naming it, not Python's 'could not convert'."""
+    value = cfg[key]
+    try:
+        return kind(float(value)) if kind is int and float(value).is_integer() else kind(value)
+    except (TypeError, ValueError, OverflowError):
+        raise UserError(f"{key}={value!r} is not a {'whole number' if kind is int else 'number'}") from None
+
+
+def quote_odd_values(argv: Sequence[str]) -> list[str]:
+    """`key=value` overrides that Hydra's grammar cannot read unquoted (a path with `ü`, `{`, `=`)
+    quoted for it: asked of Hydra's own override parser, so everything it reads passes unchanged."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser, out = OverridesParser.create(), []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and not arg.startswith("-") and value[:1] not in "'\"[{":
+            try:
+                parser.parse_override(arg)
+            except HydraException:
+                body = value.replace("'", "\\'")
+                tail = len(body) - len(body.rstrip("\\"))  # backslashes before the closing quote are doubled
+                quoted = f"{key}='{body + chr(92) * tail}'"
+                try:
+                    parser.parse_override(quoted)
+                    arg = quoted
+                except HydraException:
+                    pass  # Hydra's own message then says what is wrong
+        out.append(arg)
+    return out
 
 
 def comma_lists(argv: Sequence[str], keys: Sequence[str]) -> list[str]:
@@ -87,7 +138,8 @@ def run(config_name: str, task: Callable, argv: Sequence[str] | None = None, *, 
 
     main = hydra.main(version_base="1.3", config_path=str(config_dir), config_name=config_name)(job)
     saved = sys.argv
-    sys.argv = [saved[0] if saved else config_name, *comma_lists(saved[1:] if argv is None else argv, lists)]
+    sys.argv = [saved[0] if saved else config_name,
+                *quote_odd_values(comma_lists(saved[1:] if argv is None else argv, lists))]
     try:
         main()
     except SystemExit as exc:

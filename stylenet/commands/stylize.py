@@ -82,12 +82,14 @@ def stylize(cfg) -> int:
     from ..video import is_video_path
 
     src, dst = Path(str(cfg.input)), Path(str(cfg.output))
-    options = {"strength": float(cfg.strength), "preserve_color": bool(cfg.preserve_color), "tile": cfg.tile}
+    if str(cfg.output).endswith(("/", "\\")):  # a folder to write into (Path drops the trailing slash)
+        dst.mkdir(parents=True, exist_ok=True)
+    options = {"strength": app.number(cfg, "strength"), "preserve_color": bool(cfg.preserve_color), "tile": cfg.tile}
     if not src.exists():
         raise ValueError(f"input not found: {src}")
-    stylizer = Stylizer.load(str(cfg.model), device=cfg.device, precision=cfg.precision, compile=bool(cfg.compile),
-                             batch_size=int(cfg.batch_size), tile_size=int(cfg.tile_size), max_pixels=int(cfg.max_pixels))
-    video = {"batch_size": int(cfg.batch_size), "stabilize": dict(cfg.stabilizer) if cfg.stabilize else None}
+    sizes = {key: app.number(cfg, key, int) for key in ("batch_size", "tile_size", "max_pixels")}
+    stylizer = Stylizer.load(str(cfg.model), device=cfg.device, precision=cfg.precision, compile=bool(cfg.compile), **sizes)
+    video = {"batch_size": sizes["batch_size"], "stabilize": dict(cfg.stabilizer) if cfg.stabilize else None}
     if src.is_dir():
         done, failed = stylize_folder(stylizer, src, dst, options, bool(cfg.progress), video)
         for message in failed:

@@ -29,8 +29,8 @@ def webcam(cfg) -> None:
 
         stabilizer = Stabilizer(float(cfg.stabilizer.blend), float(cfg.stabilizer.sigma), str(cfg.stabilizer.preset))
     stats = run_live(
-        stylizers, cfg.source, headless=bool(cfg.headless), output=cfg.output, max_frames=int(cfg.max_frames or 0),
-        strength=float(cfg.strength), preserve_color=bool(cfg.preserve_color), side_by_side=bool(cfg.side_by_side),
+        stylizers, cfg.source, headless=bool(cfg.headless), output=cfg.output, max_frames=app.number(cfg, "max_frames", int) if cfg.max_frames else 0,
+        strength=app.number(cfg, "strength"), preserve_color=bool(cfg.preserve_color), side_by_side=bool(cfg.side_by_side),
         overlay=bool(cfg.overlay), snapshot_dir=cfg.snapshot_dir, realtime=bool(cfg.realtime), stabilizer=stabilizer,
     )
     print(f"frames: {stats.frames} (dropped at capture: {stats.dropped})")
