@@ -51,9 +51,12 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out: str | os.PathLike | Non
     tensors = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in model.state_dict.items()}
     metadata = {**model.metadata, "dtype": str(dtype).removeprefix("torch.")}
     out = Path(out) if out else default_path(model, EXPORT_SUFFIX)
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    return atomic_write(out, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    # serialised here and written into our temp file: safetensors' save_file writes through a
+    # temp file of its own (.tmpXXXXXX), which a kill would leave behind where no one removes it
+    data = save(tensors, metadata=metadata)
+    return atomic_write(out, lambda tmp: Path(tmp).write_bytes(data))
 
 
 class PortableTransformer(nn.Module):

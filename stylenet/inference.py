@@ -148,8 +148,13 @@ class Stylizer:
         if isinstance(image, Image.Image):
             image = to_rgb(image)
             if strength != 0 and self._should_tile(image.height, image.width, tile):
-                return self._stylize_large(image, **opts)
+                return Image.fromarray(self._stylize_large(np.array(image), **opts), "RGB")
             return tensor_to_pil(self.stylize_tensor(pil_to_tensor(image), **opts))
+        if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[-1] == 3 \
+                and strength != 0 and self._should_tile(image.shape[0], image.shape[1], tile):
+            if bgr:
+                return np.ascontiguousarray(self._stylize_large(np.ascontiguousarray(image[..., ::-1]), **opts)[..., ::-1])
+            return self._stylize_large(image, **opts)
         if isinstance(image, np.ndarray):
             x, restore = array_to_tensor(image, bgr=bgr)
             return restore(self.stylize_tensor(x, **opts))
@@ -157,13 +162,15 @@ class Stylizer:
 
     __call__ = stylize
 
-    def _stylize_large(self, image: Image.Image, *, strength: float, preserve_color: bool, tile) -> Image.Image:
-        """A picture above max_pixels, kept uint8 end to end: tiles are converted to float one
-        at a time, so a 12000x12000 photo costs its bytes in and out plus a band of tiles
-        (never the 1.7 GB float copies of the whole image)."""
+    def _stylize_large(self, array: np.ndarray, *, strength: float, preserve_color: bool, tile) -> np.ndarray:
+        """An (H,W,3) uint8 RGB picture above max_pixels, kept uint8 end to end: tiles become
+        float one at a time, so a 12000x12000 photo costs its bytes in and out plus a band of
+        tiles (never the 1.7 GB float copies of the whole image)."""
         if not 0.0 <= float(strength) <= 1.0:
             raise ValueError(f"strength must be between 0 and 1, got {strength}")
-        x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].to(self.device)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a read-only array (np.asarray of a PIL image) is only read here
+            x = torch.from_numpy(array).permute(2, 0, 1)[None].to(self.device)
 
         def finish(y: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
             if preserve_color:
@@ -172,8 +179,7 @@ class Stylizer:
 
         tile_size = tile if isinstance(tile, int) and not isinstance(tile, bool) else self.tile_size
         y = tiled_forward(self.net, x, tile_size, self.tile_blend, self.max_pixels, finish=finish, dtype=self.dtype)
-        del x
-        return Image.fromarray(y[0].permute(1, 2, 0).cpu().numpy(), "RGB")
+        return y[0].permute(1, 2, 0).cpu().numpy()
 
     def _stylize_list(self, images: list, bgr: bool, **opts) -> list:
         """Batch same-sized items together (video frames, folders of equal photos)."""

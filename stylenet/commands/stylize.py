@@ -13,9 +13,11 @@ def stylize_image(stylizer, src: Path, dst: Path, options: dict) -> Path:
     """One image file → `dst` (a folder gets `<name>_<style>.png`; `.npy` keeps the exact float32 RGB).
 
     Both are written atomically (a temp file renamed into place). Pictures go through
-    `Stylizer.stylize`, which keeps a photo above max_pixels uint8 end to end.
+    `Stylizer.stylize` as uint8 arrays: a photo above max_pixels stays uint8 end to end, and
+    neither the decoded input nor the result is held twice.
     """
     import numpy as np
+    from PIL import Image
 
     from ..imageio import atomic_write, image_format, load_image, pil_to_tensor, save_image
 
@@ -25,7 +27,8 @@ def stylize_image(stylizer, src: Path, dst: Path, options: dict) -> Path:
         y = stylizer.stylize_tensor(pil_to_tensor(load_image(src)), **options).permute(1, 2, 0).float().numpy()
         return atomic_write(dst, lambda tmp: np.save(tmp, y))
     image_format(dst)
-    return save_image(stylizer.stylize(load_image(src), **options), dst)
+    image = Image.fromarray(stylizer.stylize(np.array(load_image(src)), **options), "RGB")
+    return save_image(image, dst)
 
 
 def stylize_folder(stylizer, src: Path, dst: Path, options: dict, progress: bool, video: dict) -> tuple[int, list[str]]:
