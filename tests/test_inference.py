@@ -310,6 +310,22 @@ def test_tiles_with_downscaled_statistics_show_no_seam(slim_net):
     assert (tiled - same_stats).abs().max() < 1e-4
 
 
+def test_uint8_tiling_matches_float_tiling(slim_net):
+    """Big photos are tiled as uint8 (no float copy of the whole image): the same result as the
+    float path to within rounding, with statistics from the same (chunked) area downscale."""
+    from stylenet.tiling import _area_downscale
+
+    gen = torch.Generator().manual_seed(3)
+    x8 = (torch.rand(1, 3, 300, 420, generator=gen) * 255).round().to(torch.uint8)
+    x = x8.float() / 255
+    down = _area_downscale(x8, 0.3, torch.float32, rows=7)
+    assert (down - torch.nn.functional.interpolate(x, scale_factor=0.3, mode="area")).abs().max() < 1e-5
+    tiled = tiled_forward(slim_net, x, tile=208, stats_pixels=120 * 160)
+    tiled8 = tiled_forward(slim_net, x8, tile=208, stats_pixels=120 * 160)
+    assert tiled8.dtype == torch.uint8 and tiled8.shape == x8.shape
+    assert (tiled8.float() - tiled.mul(255).round()).abs().max() <= 1
+
+
 def test_stylizer_tiles_large_images_automatically(slim_net):
     s = Stylizer(slim_net, device="cpu", max_pixels=120 * 120, tile_size=208)
     seen = []

@@ -125,3 +125,20 @@ def test_killed_training_resumes_with_its_metrics(tmp_path):
     assert torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == saved + 2, outcome
     with open(resumed / "run" / "csv" / "metrics.csv") as f:
         assert min(int(row["step"]) for row in csv.DictReader(f)) >= saved - 1
+
+
+def test_only_temps_of_dead_writers_are_removed(tmp_path):
+    """A temp file whose writer still runs (another process writing the same path) is left alone."""
+    import subprocess
+
+    from stylenet.imageio import atomic_write
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f".out.png.{dead.pid}-abcd1234.png"
+    live = tmp_path / f".out.png.{os.getppid()}-efgh5678.png"
+    other = tmp_path / f".out.png.x.png.{dead.pid}-ijkl9012.png"  # another output's temp: out.png.x.png
+    for path in (stale, live, other):
+        path.write_bytes(b"half")
+    atomic_write(tmp_path / "out.png", lambda tmp: Path(tmp).write_bytes(b"new"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name, "out.png"])
