@@ -69,7 +69,10 @@ def number(cfg, key: str, kind: type = float):
     """The option `key` as a float (or int): a UserError naming it, not Python's 'could not convert'."""
     value = cfg[key]
     try:
-        return kind(float(value)) if kind is int and float(value).is_integer() else kind(value)
+        number = float(value)
+        if kind is int and not number.is_integer():
+            raise ValueError
+        return kind(number)
     except (TypeError, ValueError, OverflowError):
         raise UserError(f"{key}={value!r} is not a {'whole number' if kind is int else 'number'}") from None
 

@@ -69,6 +69,7 @@ def test_output_overwrites_its_own_input(export_path, good_photo, tmp_path):
     ("tile-text", ["tile=abc"], None),
     ("max-pixels-0", ["max_pixels=0"], None),
     ("batch-size-0", ["batch_size=0"], None),
+    ("batch-size-fraction", ["batch_size=1.5"], r"batch_size=1.5 is not a whole number"),
     ("device-missing-gpu", ["device=cuda:7"], r"cuda"),
     ("precision-unknown", ["precision=fp8"], r"precision"),
 ])

@@ -13,7 +13,7 @@ import torch
 
 from ..conftest import ROOT, tiny_overrides
 from . import corpus, entry
-from .harness import PEAKS, check, run_case, run_subprocess_case
+from .harness import PEAKS, check, fork_run, run_case, run_subprocess_case
 
 RESUME = ["zero-byte.ckpt", "random.ckpt", "text.ckpt", "truncated.ckpt", "payload-legacy.ckpt", "payload-zip.ckpt",
           "payload-system.pt", "payload-in-state-dict.ckpt", "tensor.pt", "list.pt", "no-state-dict.ckpt",
@@ -106,3 +106,25 @@ def test_train_on_the_image_corpus(image_corpus, tmp_path):
     assert (tmp_path / "run" / "samples" / "latest.png").is_file()
     PEAKS["train on the image corpus (1x50000 and 4000x3 slivers, 64 px crops)"] = (outcome.peak_gb, 3.0)
     assert outcome.peak_gb < 3.0, outcome
+
+
+def test_sliver_crops_cost_what_a_square_does(image_corpus):
+    """Training crops and the sample grid take the square before resizing, and a style image is
+    resized with its long side bounded: a 1x50000 sliver at 512 px stays under 1 GB (resizing
+    first would allocate 39 GB for the grid's crop, 147 GB for the style image)."""
+    from stylenet.data import crop_transform
+    from stylenet.imageio import load_image, load_tensor, pil_to_tensor
+
+    sliver = image_corpus["sliver-1x50000.png"][0]
+
+    def crop_and_style() -> int:
+        x = pil_to_tensor(load_image(sliver))
+        for train in (True, False):
+            assert crop_transform(512, train=train)(x).shape == (3, 512, 512)
+        assert crop_transform(512, train=True, augment={"scale": [0.25, 1.0], "hflip": 0.5})(x).shape == (3, 512, 512)
+        style = load_tensor(sliver, size=512)
+        assert style.shape[-1] == 1 and style.shape[-2] <= 4 * 512
+        return 0
+
+    code, out, err, *_ = fork_run(crop_and_style, timeout=120, memory=1 << 30)
+    assert code == 0, err[-3000:]
