@@ -22,12 +22,12 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".
 MAX_IMAGE_PIXELS = int(os.environ.get("STYLENET_MAX_IMAGE_PIXELS") or 200_000_000)
 
 
-class ImageError(UserError, ValueError):
-    """An image file is missing, unreadable or not an image."""
-
-
 #: the EXIF tag saying how the camera was held
 ORIENTATION = 0x0112
+
+
+class ImageError(UserError, ValueError):
+    """An image file is missing, unreadable or not an image."""
 
 
 class WriteError(UserError, OSError):
@@ -56,11 +56,8 @@ def open_image(source, name: str | os.PathLike | None = None):
         Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
         try:
             image = Image.open(source)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ImageError(f"{name} declares more than {MAX_IMAGE_PIXELS / 1e6:g} million pixels (a decompression "
-                             "bomb, or a huge image); if it is genuine, allow it with STYLENET_MAX_IMAGE_PIXELS=N") from None
         except Exception as exc:  # noqa: BLE001 - a decoder on untrusted bytes fails in many classes
-            raise ImageError(f"cannot read image {name}: {_reason(exc)}") from None
+            raise _unreadable(name, exc) from None
         finally:
             Image.MAX_IMAGE_PIXELS = saved
         try:
@@ -69,9 +66,16 @@ def open_image(source, name: str | os.PathLike | None = None):
         except ImageError:
             raise
         except Exception as exc:  # noqa: BLE001 - decoding errors surface while the caller reads pixels
-            raise ImageError(f"cannot read image {name}: {_reason(exc)}") from None
+            raise _unreadable(name, exc) from None
     for w in caught:
         warnings.warn(f"{name}: {w.message}", ImageWarning, stacklevel=3)
+
+
+def _unreadable(name, exc: BaseException) -> ImageError:
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return ImageError(f"{name} declares more than {MAX_IMAGE_PIXELS / 1e6:g} million pixels (a decompression "
+                          "bomb, or a huge image); if it is genuine, allow it with STYLENET_MAX_IMAGE_PIXELS=N")
+    return ImageError(f"cannot read image {name}: {_reason(exc)}")
 
 
 def _reason(exc: BaseException) -> str:
