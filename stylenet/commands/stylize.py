@@ -49,7 +49,8 @@ def stylize_folder(stylizer, src: Path, dst: Path, options: dict, progress: bool
     for path in tqdm(images, unit="image", disable=not progress, dynamic_ncols=True):
         out = dst / path.relative_to(src)
         if out.suffix.lower() not in writable or out.suffix.lower() == ".gif":
-            out = out.with_suffix(".png")
+            # x.gif → x.png; x.gif.png where x.png is in the folder too (one would overwrite the other)
+            out = out.with_name(out.name + ".png") if path.with_suffix(".png").exists() else out.with_suffix(".png")
         try:
             stylize_image(stylizer, path, out, options)
         except ImageError as exc:

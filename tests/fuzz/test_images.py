@@ -49,6 +49,8 @@ def test_stylize_the_whole_folder(image_corpus, export_path, tmp_path):
     assert {p.stem for n, (p, expect) in image_corpus.items() if expect == "ok"} <= written  # the bad files cost only themselves
     for name, (path, _) in image_corpus.items():
         assert path.stem in written or any(name in ln for ln in skipped), name  # every file: written, or its skip reported
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert len(files) + len(skipped) == len(image_corpus)  # one output per readable file: none overwrote another
 
 
 @pytest.mark.parametrize("name", ["bomb-40000x40000.png", "zero-byte.jpg", "truncated.png", "text.jpg"])
