@@ -144,7 +144,7 @@ valid.safetensors valid.ckpt valid-fp16.safetensors odd-style-name.safetensors z
 random.safetensors random.ckpt random-pk-magic.ckpt random-pickle-magic.ckpt text.ckpt truncated.safetensors
 truncated-header.safetensors truncated.ckpt header-length-huge.safetensors header-not-json.safetensors model.onnx
 payload-legacy.ckpt payload-system.pt payload-zip.ckpt payload-in-state-dict.ckpt tensor.pt list.pt no-state-dict.ckpt
-foreign-checkpoint.ckpt ckpt-width-huge.ckpt ckpt-model-a-string.ckpt ckpt-nan-weights.ckpt weights-only.ckpt
+foreign-checkpoint.ckpt ckpt-other-loss-network.ckpt ckpt-width-huge.ckpt ckpt-model-a-string.ckpt ckpt-nan-weights.ckpt weights-only.ckpt
 torchscript.pt width-huge.safetensors width-negative.safetensors width-zero.safetensors width-string.safetensors
 width-float.safetensors width-bool.safetensors width-missing.safetensors num-residual-huge.safetensors
 num-residual-1e8-float.safetensors num-residual-negative.safetensors arch-extra-key.safetensors
@@ -222,6 +222,9 @@ def model_files(folder: Path, export: Path, ckpt: Path) -> dict[str, tuple[Path,
     ckpt_with("ckpt-model-a-string.ckpt", model="slim")
     ckpt_with("ckpt-nan-weights.ckpt", state_dict={k: (v.clone().fill_(float("nan")) if k.startswith("transformer.") and v.is_floating_point() else v)
                                                    for k, v in full["state_dict"].items()})
+    grams = {k: v for k, v in full["state_dict"].items() if k.startswith("target_gram_")}
+    saved("ckpt-other-loss-network.ckpt", {**full, "state_dict": {**{k: v for k, v in full["state_dict"].items() if k not in grams},
+                                                                 "target_gram_conv5_3": torch.zeros(512, 512)}}, "ok")
     saved("weights-only.ckpt", {k: v for k, v in full.items() if k not in ("optimizer_states", "lr_schedulers", "loops")}, "ok")
     ts = torch.jit.script(torch.nn.ReLU())
     torch.jit.save(ts, str(folder / "torchscript.pt"))

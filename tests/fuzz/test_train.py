@@ -18,7 +18,7 @@ from .harness import PEAKS, check, fork_run, run_case, run_subprocess_case
 RESUME = ["zero-byte.ckpt", "random.ckpt", "text.ckpt", "truncated.ckpt", "payload-legacy.ckpt", "payload-zip.ckpt",
           "payload-system.pt", "payload-in-state-dict.ckpt", "tensor.pt", "list.pt", "no-state-dict.ckpt",
           "foreign-checkpoint.ckpt", "weights-only.ckpt", "torchscript.pt", "valid.safetensors", "ckpt-nan-weights.ckpt",
-          "ckpt-width-huge.ckpt", "ckpt-model-a-string.ckpt", "a-folder.safetensors", "missing.safetensors"]
+          "ckpt-width-huge.ckpt", "ckpt-model-a-string.ckpt", "ckpt-other-loss-network.ckpt", "a-folder.safetensors", "missing.safetensors"]
 RESUME_MESSAGES = {
     "zero-byte.ckpt": "the file is empty",
     "truncated.ckpt": "truncated",
@@ -29,6 +29,7 @@ RESUME_MESSAGES = {
     "ckpt-nan-weights.ckpt": "NaN or infinite",
     "ckpt-width-huge.ckpt": "was trained with model .*'width': 100000",
     "missing.safetensors": "checkpoint to resume from not found",
+    "ckpt-other-loss-network.ckpt": r"does not fit this run \(target_gram_.* differ: another loss network or model\?\)",
 }
 
 
