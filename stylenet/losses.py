@@ -38,19 +38,49 @@ def style_loss(
     target_grams: Mapping[str, torch.Tensor],
     layer_weights: Mapping[str, float],
     normalize: bool = False,
+    scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Weighted sum over layers of the MSE between Gram matrices.
 
     A target of batch size 1 (one style image) is broadcast over the batch. `normalize`
     divides each layer's error by its target Gram's mean square, so every layer counts by
     its weight alone, whatever its (or the network's) activation scale (k⁴/k⁴).
+
+    Several styles in one batch (a multi-style network): targets (B,C,C), one per image,
+    and `scale` (B,), each image's style weight; the result is the mean of
+    `style_loss_per_image` × scale. One target and no scale is the single-style loss above.
     """
+    if not layer_weights:
+        raise ValueError("style_loss needs at least one layer")
+    if scale is not None or any(target_grams[name].shape[0] != 1 for name in layer_weights):
+        per_image = style_loss_per_image(grams, target_grams, layer_weights, normalize)
+        return (per_image * scale.to(per_image)).mean() if scale is not None else per_image.mean()
     total = None
     for name, weight in layer_weights.items():
         g, t = grams[name], target_grams[name]
         term = weight * F.mse_loss(g, t.expand_as(g))
         if normalize:
             term = term / _energy(t)
+        total = term if total is None else total + term
+    return total
+
+
+def style_loss_per_image(
+    grams: Mapping[str, torch.Tensor],
+    target_grams: Mapping[str, torch.Tensor],
+    layer_weights: Mapping[str, float],
+    normalize: bool = False,
+) -> torch.Tensor:
+    """The style term of each image (B,): its Gram error against its own target, (B,C,C) or
+    (1,C,C) broadcast; `normalize` divides by that target's own energy, so every style counts
+    by its weight alone, however far its Grams lie from photos'. What the losses per style
+    of a multi-style run are logged from."""
+    total = None
+    for name, weight in layer_weights.items():
+        g, t = grams[name], target_grams[name].expand_as(grams[name])
+        term = weight * (g.float() - t.float()).pow(2).mean(dim=(1, 2))
+        if normalize:
+            term = term / t.detach().float().pow(2).mean(dim=(1, 2)).clamp_min(1e-12)
         total = term if total is None else total + term
     if total is None:
         raise ValueError("style_loss needs at least one layer")
@@ -112,6 +142,7 @@ def perceptual_loss(
     style_weight: float,
     tv_weight: float,
     normalize: bool = False,
+    style_scale: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The composite objective of Johnson et al.: weighted content + style + TV terms.
 
@@ -119,12 +150,21 @@ def perceptual_loss(
     `content_loss`, `style_loss`), so one set of weights suits any loss network. Returns the
     weighted terms and their sum under `loss` (what is optimised); each term is already
     multiplied by its weight so the parts add up to the total in the logs.
+
+    Per-image targets (B,C,C) and/or `style_scale` (B,) (a multi-style batch): `style` is
+    the mean of the weighted per-image terms, also returned as `style_per_image` (B,).
     """
     grams = {name: gram(output_features[name]) for name in style_layers}
     terms = {
         "content": content_weight * content_loss(output_features[content_layer], content_features[content_layer], normalize),
-        "style": style_weight * style_loss(grams, target_grams, style_layers, normalize),
-        "tv": tv_weight * tv_loss(output_image),
     }
+    if style_scale is not None or any(target_grams[name].shape[0] != 1 for name in style_layers):
+        per_image = style_weight * style_loss_per_image(grams, target_grams, style_layers, normalize)
+        if style_scale is not None:
+            per_image = per_image * style_scale.to(per_image)
+        terms["style"], terms["style_per_image"] = per_image.mean(), per_image.detach()
+    else:
+        terms["style"] = style_weight * style_loss(grams, target_grams, style_layers, normalize)
+    terms["tv"] = tv_weight * tv_loss(output_image)
     terms["loss"] = terms["content"] + terms["style"] + terms["tv"]
     return terms

@@ -4,6 +4,13 @@ Reflection padding (no border artefacts), instance norm (Ulyanov et al. 2016: st
 per-image statistic), and nearest-upsample-then-convolve instead of transposed
 convolutions (Odena et al. 2016: no checkerboard). `width` and `num_residual` make a
 slimmer network for CPUs one config away.
+
+`num_styles > 1` holds several styles in one network (Dumoulin et al. 2017, "A Learned
+Representation for Artistic Style"): every instance norm becomes a conditional one with its
+own scale and shift (γ, β) per style, everything else is shared. The style is passed
+explicitly through the network (`forward(x, style)`), as an index or as weights over the
+styles (a blend interpolates γ, β). `num_styles == 1` is the plain network, module for
+module and key for key, so every file written before the option existed loads unchanged.
 """
 
 from __future__ import annotations
@@ -18,40 +25,72 @@ SIZE_MULTIPLE = 4
 MIN_SIZE = 8
 
 
-class ConvLayer(nn.Sequential):
-    """Reflection pad → conv (→ instance norm → ReLU)."""
+class ConditionalInstanceNorm2d(nn.Module):
+    """Instance norm with one (γ, β) per style (Dumoulin et al. 2017); `forward(x, w)` takes
+    style weights w (B, S) and uses γ = w @ weight, β = w @ bias, so a one-hot w is a pure
+    style and any other w interpolates the styles' γ, β (style mixing).
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, norm: bool = True, relu: bool = True):
+    The normalisation is a plain `nn.InstanceNorm2d(affine=False)` child, so code that hooks
+    instance-norm modules (`tiling.FrozenNormStats`) sees it like any other; γ, β follow it.
+    """
+
+    def __init__(self, channels: int, num_styles: int):
+        super().__init__()
+        self.norm = nn.InstanceNorm2d(channels, affine=False)
+        self.weight = nn.Parameter(torch.ones(num_styles, channels))
+        self.bias = nn.Parameter(torch.zeros(num_styles, channels))
+
+    @property
+    def num_styles(self) -> int:
+        return self.weight.shape[0]
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        w = style.to(self.weight.dtype)
+        gamma, beta = w @ self.weight, w @ self.bias
+        return self.norm(x) * gamma[:, :, None, None] + beta[:, :, None, None]
+
+
+class ConvLayer(nn.Sequential):
+    """Reflection pad → conv (→ instance norm → ReLU); with `num_styles > 1` the norm is conditional."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, norm: bool = True, relu: bool = True,
+                 num_styles: int = 1):
         layers: list[nn.Module] = [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride)]
         if norm:
-            layers.append(nn.InstanceNorm2d(cout, affine=True))
+            layers.append(nn.InstanceNorm2d(cout, affine=True) if num_styles == 1 else ConditionalInstanceNorm2d(cout, num_styles))
         if relu:
             layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        for layer in self:
+            x = layer(x, style) if isinstance(layer, ConditionalInstanceNorm2d) else layer(x)
+        return x
 
 
 class ResidualBlock(nn.Module):
     """Two 3×3 conv layers with an identity skip (He et al. 2016), no ReLU after the sum."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, num_styles: int = 1):
         super().__init__()
         self.body = nn.Sequential(
-            ConvLayer(channels, channels, 3), ConvLayer(channels, channels, 3, relu=False)
+            ConvLayer(channels, channels, 3, num_styles=num_styles),
+            ConvLayer(channels, channels, 3, relu=False, num_styles=num_styles),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+    def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        return x + self.body[1](self.body[0](x, style), style)
 
 
 class UpsampleConvLayer(nn.Module):
     """Nearest-neighbour ×2 upsampling followed by a conv layer (no checkerboard artefacts)."""
 
-    def __init__(self, cin: int, cout: int, kernel: int = 3):
+    def __init__(self, cin: int, cout: int, kernel: int = 3, num_styles: int = 1):
         super().__init__()
-        self.conv = ConvLayer(cin, cout, kernel)
+        self.conv = ConvLayer(cin, cout, kernel, num_styles=num_styles)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+    def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"), style)
 
 
 class TransformerNet(nn.Module):
@@ -61,41 +100,100 @@ class TransformerNet(nn.Module):
     the output cropped back, so odd sizes come out exactly as large as they went in.
     """
 
-    def __init__(self, width: int = 32, num_residual: int = 5):
+    def __init__(self, width: int = 32, num_residual: int = 5, num_styles: int = 1):
         super().__init__()
-        self.width, self.num_residual = width, num_residual
-        w = width
+        if num_styles < 1:
+            raise ValueError(f"num_styles must be at least 1, got {num_styles}")
+        self.width, self.num_residual, self.num_styles = width, num_residual, num_styles
+        w, s = width, num_styles
         self.encoder = nn.Sequential(
-            ConvLayer(3, w, 9), ConvLayer(w, 2 * w, 3, stride=2), ConvLayer(2 * w, 4 * w, 3, stride=2)
+            ConvLayer(3, w, 9, num_styles=s), ConvLayer(w, 2 * w, 3, stride=2, num_styles=s),
+            ConvLayer(2 * w, 4 * w, 3, stride=2, num_styles=s),
         )
-        self.residuals = nn.Sequential(*[ResidualBlock(4 * w) for _ in range(num_residual)])
+        self.residuals = nn.Sequential(*[ResidualBlock(4 * w, num_styles=s) for _ in range(num_residual)])
         self.decoder = nn.Sequential(
-            UpsampleConvLayer(4 * w, 2 * w),
-            UpsampleConvLayer(2 * w, w),
+            UpsampleConvLayer(4 * w, 2 * w, num_styles=s),
+            UpsampleConvLayer(2 * w, w, num_styles=s),
             ConvLayer(w, 3, 9, norm=False, relu=False),
         )
 
     def arch(self) -> dict[str, int]:
         """What it takes to rebuild this network (stored in checkpoints and exports)."""
-        return {"width": self.width, "num_residual": self.num_residual}
+        return {"width": self.width, "num_residual": self.num_residual, "num_styles": self.num_styles}
 
     @staticmethod
     def arch_of(state_dict) -> dict[str, int]:
         """The arch() its weights imply (KeyError if they are not this network's): what a model
-        file's recorded architecture is checked against before anything is built."""
+        file's recorded architecture is checked against before anything is built. The first
+        norm's γ is (C,) in a plain network and (S, C) in a conditional one."""
         blocks = {key.split(".")[1] for key in state_dict if key.startswith("residuals.")}
-        return {"width": int(state_dict["encoder.0.1.weight"].shape[0]), "num_residual": len(blocks)}
+        gamma = state_dict["encoder.0.2.weight"]
+        return {"width": int(state_dict["encoder.0.1.weight"].shape[0]), "num_residual": len(blocks),
+                "num_styles": 1 if gamma.dim() == 1 else int(gamma.shape[0])}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def style_weights(self, style, batch: int, device=None) -> torch.Tensor | None:
+        """`style` as weights (B, S) over this network's styles; None for a single-style network.
+
+        `style`: None (style 0), an index, or weights (S,) for every image / (B, S) one row per
+        image. Weights are used as given (a blend interpolates γ, β; no normalisation here).
+        """
+        if self.num_styles == 1:
+            if style is None or (isinstance(style, int) and style == 0):
+                return None
+            if isinstance(style, torch.Tensor) and style.shape[-1:] == (1,):
+                return None  # one style: γ, β are the plain norm's whatever the weight
+            raise ValueError(f"style={style!r}: this network holds one style")
+        device = device or self.encoder[0][1].weight.device
+        if style is None or isinstance(style, int):
+            index = 0 if style is None else style
+            if isinstance(index, bool) or not 0 <= index < self.num_styles:
+                raise ValueError(f"style index {style!r} out of range: this network holds {self.num_styles} styles")
+            return F.one_hot(torch.full((batch,), index, device=device), self.num_styles).float()
+        if not isinstance(style, torch.Tensor):
+            raise TypeError(f"style must be an index or a weight tensor, got {type(style).__name__}")
+        if style.dim() == 1:
+            style = style.expand(batch, -1)
+        if style.dim() != 2 or style.shape[1] != self.num_styles or style.shape[0] != batch:
+            raise ValueError(f"style weights of shape {tuple(style.shape)}: expected ({self.num_styles},) or "
+                             f"({batch}, {self.num_styles}) for a batch of {batch}")
+        return style.to(device)
+
+    def forward(self, x: torch.Tensor, style=None) -> torch.Tensor:
         h, w = x.shape[-2], x.shape[-1]
+        weights = self.style_weights(style, x.shape[0], x.device)
         pad_h = max(MIN_SIZE - h, (-h) % SIZE_MULTIPLE)
         pad_w = max(MIN_SIZE - w, (-w) % SIZE_MULTIPLE)
         if pad_h or pad_w:
             # reflection padding needs pad < size; replicate covers 1-3 px images too
             mode = "reflect" if h > pad_h and w > pad_w else "replicate"
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-        return self.transform(x)[..., :h, :w]
+        return self.transform(x, weights)[..., :h, :w]
 
-    def transform(self, x: torch.Tensor) -> torch.Tensor:
-        """The network proper, on an input already padded to a multiple of 4 (at least 8)."""
-        return torch.sigmoid(self.decoder(self.residuals(self.encoder(x))))
+    def transform(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        """The network proper, on an input already padded to a multiple of 4 (at least 8);
+        `style`: weights (B, S) for a multi-style network (see `style_weights`), else None."""
+        if self.num_styles == 1:
+            return torch.sigmoid(self.decoder(self.residuals(self.encoder(x))))
+        if style is None:
+            raise ValueError("a multi-style network needs style weights (B, S): see TransformerNet.style_weights")
+        for part in (self.encoder, self.residuals, self.decoder):
+            for layer in part:
+                x = layer(x, style)
+        return torch.sigmoid(x)
+
+
+def append_styles(state_dict: dict[str, torch.Tensor], count: int) -> dict[str, torch.Tensor]:
+    """A network's weights with `count` more styles: every norm's γ, β gets `count` new rows,
+    each the mean of the existing styles' rows (a plain network's norm is its one style), so
+    a new style starts between the known ones instead of from an untrained γ = 1, β = 0."""
+    arch = TransformerNet.arch_of(state_dict)
+    with torch.device("meta"):
+        grown = TransformerNet(arch["width"], arch["num_residual"], arch["num_styles"] + count)
+    out = dict(state_dict)
+    for path, module in grown.named_modules():
+        if isinstance(module, ConditionalInstanceNorm2d):
+            for name in ("weight", "bias"):
+                rows = state_dict[f"{path}.{name}"]
+                rows = rows[None] if rows.dim() == 1 else rows
+                out[f"{path}.{name}"] = torch.cat([rows, rows.mean(0, keepdim=True).expand(count, -1)])
+    return out

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from stylenet.losses import content_loss, gram, perceptual_loss, style_loss, tv_loss
+from stylenet.losses import content_loss, gram, perceptual_loss, style_loss, style_loss_per_image, tv_loss
 
 
 def test_gram_on_hand_computed_tensor():
@@ -107,3 +107,47 @@ def test_term_shares_do_not_depend_on_the_loss_networks_activation_scale(network
     for key in before:
         assert after[key] == pytest.approx(before[key], rel=1e-3, abs=1e-6)
     assert raw_after["style"] > 10 * raw_before["style"]  # without normalising, the Gram term takes over
+
+
+# -- several styles in one batch ---------------------------------------------------------------
+def test_per_image_targets_and_scales():
+    """Each image against its own style's Gram, divided by that target's energy, × its style weight."""
+    grams = {"a": torch.zeros(3, 2, 2)}
+    targets = {"a": torch.stack([torch.full((2, 2), 1.0), torch.full((2, 2), 2.0), torch.full((2, 2), 2.0)])}
+    raw = style_loss_per_image(grams, targets, {"a": 2.0})
+    torch.testing.assert_close(raw, torch.tensor([2.0, 8.0, 8.0]))  # 2 × mse
+    torch.testing.assert_close(style_loss_per_image(grams, targets, {"a": 2.0}, normalize=True), torch.tensor([2.0, 2.0, 2.0]))
+    scale = torch.tensor([1.0, 0.5, 2.0])
+    assert style_loss(grams, targets, {"a": 2.0}, normalize=True, scale=scale).item() == pytest.approx((2 + 1 + 4) / 3)
+    assert style_loss(grams, targets, {"a": 2.0}).item() == pytest.approx(6.0)  # (B,C,C) targets without scale: the mean
+
+
+def test_one_target_without_scale_is_the_single_style_loss_bit_for_bit():
+    torch.manual_seed(1)
+    grams = {"a": gram(torch.rand(4, 3, 5, 5)), "b": gram(torch.rand(4, 2, 5, 5))}
+    targets = {"a": gram(torch.rand(1, 3, 5, 5)), "b": gram(torch.rand(1, 2, 5, 5))}
+    layers = {"a": 1.0, "b": 0.3}
+    for normalize in (False, True):
+        expected = sum(w * torch.nn.functional.mse_loss(grams[k], targets[k].expand_as(grams[k]))
+                       / (targets[k].pow(2).mean() if normalize else 1) for k, w in layers.items())
+        assert style_loss(grams, targets, layers, normalize) == expected  # exactly today's arithmetic
+        # the per-image form of the same batch agrees to rounding (one style, every image)
+        per_image = style_loss_per_image(grams, targets, layers, normalize)
+        assert per_image.shape == (4,) and per_image.mean().item() == pytest.approx(expected.item(), rel=1e-5)
+        repeated = {k: v.expand(4, -1, -1) for k, v in targets.items()}
+        assert style_loss(grams, repeated, layers, normalize).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_perceptual_loss_reports_the_style_term_per_image():
+    torch.manual_seed(0)
+    out, content = {"c": torch.rand(2, 4, 6, 6), "s": torch.rand(2, 3, 6, 6)}, {"c": torch.rand(2, 4, 6, 6)}
+    image = torch.rand(2, 3, 8, 8)
+    kw = dict(content_layer="c", style_layers={"s": 2.0}, content_weight=3.0, style_weight=5.0, tv_weight=7.0, normalize=True)
+    one = {"s": gram(torch.rand(1, 3, 6, 6))}
+    assert "style_per_image" not in perceptual_loss(out, content, one, image, **kw)  # single style: as always
+    two = {"s": torch.cat([one["s"], gram(torch.rand(1, 3, 6, 6))])}
+    terms = perceptual_loss(out, content, two, image, style_scale=torch.tensor([1.0, 0.5]), **kw)
+    per = 5.0 * style_loss_per_image({"s": gram(out["s"])}, two, {"s": 2.0}, normalize=True) * torch.tensor([1.0, 0.5])
+    torch.testing.assert_close(terms["style_per_image"], per)
+    assert terms["style"].item() == pytest.approx(per.mean().item(), rel=1e-6)
+    assert terms["loss"].item() == pytest.approx((terms["content"] + terms["style"] + terms["tv"]).item(), rel=1e-6)

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from stylenet.transformer import TransformerNet
+from stylenet.transformer import ConditionalInstanceNorm2d, TransformerNet, append_styles
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def test_johnson_architecture():
     assert any(isinstance(m, nn.ReflectionPad2d) for m in net.modules())
     assert not any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
     assert sum(isinstance(m, nn.InstanceNorm2d) for m in net.modules()) == 3 + 2 * 5 + 2
-    assert net.arch() == {"width": 32, "num_residual": 5}
+    assert net.arch() == {"width": 32, "num_residual": 5, "num_styles": 1}
 
 
 def test_width_and_depth_are_knobs():
@@ -53,3 +53,119 @@ def test_gradients_reach_every_parameter():
     net = TransformerNet(width=8, num_residual=1)
     net(torch.rand(2, 3, 16, 16)).mean().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+
+
+# -- several styles: conditional instance norm ------------------------------------------------
+def test_one_style_is_the_plain_network_key_for_key():
+    """num_styles=1 builds exactly the network every existing file was saved from."""
+    shapes = {k: tuple(v.shape) for k, v in TransformerNet(4, 1).state_dict().items()}
+    assert shapes == {
+        "encoder.0.1.weight": (4, 3, 9, 9), "encoder.0.1.bias": (4,), "encoder.0.2.weight": (4,), "encoder.0.2.bias": (4,),
+        "encoder.1.1.weight": (8, 4, 3, 3), "encoder.1.1.bias": (8,), "encoder.1.2.weight": (8,), "encoder.1.2.bias": (8,),
+        "encoder.2.1.weight": (16, 8, 3, 3), "encoder.2.1.bias": (16,), "encoder.2.2.weight": (16,), "encoder.2.2.bias": (16,),
+        "residuals.0.body.0.1.weight": (16, 16, 3, 3), "residuals.0.body.0.1.bias": (16,),
+        "residuals.0.body.0.2.weight": (16,), "residuals.0.body.0.2.bias": (16,),
+        "residuals.0.body.1.1.weight": (16, 16, 3, 3), "residuals.0.body.1.1.bias": (16,),
+        "residuals.0.body.1.2.weight": (16,), "residuals.0.body.1.2.bias": (16,),
+        "decoder.0.conv.1.weight": (8, 16, 3, 3), "decoder.0.conv.1.bias": (8,), "decoder.0.conv.2.weight": (8,),
+        "decoder.0.conv.2.bias": (8,), "decoder.1.conv.1.weight": (4, 8, 3, 3), "decoder.1.conv.1.bias": (4,),
+        "decoder.1.conv.2.weight": (4,), "decoder.1.conv.2.bias": (4,), "decoder.2.1.weight": (3, 4, 9, 9), "decoder.2.1.bias": (3,),
+    }
+    assert not any(isinstance(m, ConditionalInstanceNorm2d) for m in TransformerNet(4, 1).modules())
+
+
+def multi_and_plain(styles: int = 3, seed: int = 0):
+    """A multi-style net with distinct random γ, β per style, and a plain net with its shared weights."""
+    torch.manual_seed(seed)
+    multi, plain = TransformerNet(8, 1, num_styles=styles).eval(), TransformerNet(8, 1).eval()
+    with torch.no_grad():
+        for m in multi.modules():
+            if isinstance(m, ConditionalInstanceNorm2d):
+                m.weight.copy_(1 + 0.5 * torch.randn_like(m.weight))
+                m.bias.copy_(0.3 * torch.randn_like(m.bias))
+    plain.load_state_dict({k: v for k, v in multi.state_dict().items() if v.dim() != 2}, strict=False)
+    return multi, plain
+
+
+def as_plain(multi: TransformerNet, plain: TransformerNet, row) -> TransformerNet:
+    """`plain` with the norms' γ, β set to `row` of the multi net's (an index, or weights (S,))."""
+    state = {k: (v[row] if isinstance(row, int) else row @ v) if v.dim() == 2 else v for k, v in multi.state_dict().items()}
+    plain.load_state_dict(state)
+    return plain
+
+
+def test_a_style_of_a_multi_style_net_is_a_plain_net_with_its_gamma_beta():
+    multi, plain = multi_and_plain()
+    x = torch.rand(2, 3, 29, 35)
+    with torch.no_grad():
+        outs = [multi(x, s) for s in range(3)]
+        for s in range(3):
+            torch.testing.assert_close(outs[s], as_plain(multi, plain, s)(x), atol=1e-6, rtol=1e-5)
+        assert (outs[0] - outs[1]).abs().mean() > 1e-3  # the styles differ
+        assert torch.equal(multi(x), outs[0])  # None: style 0
+        assert torch.equal(multi(x, torch.tensor([0.0, 1.0, 0.0])), outs[1])  # one-hot weights = the index
+
+
+def test_blends_interpolate_gamma_beta_per_image():
+    multi, plain = multi_and_plain()
+    w = torch.tensor([0.2, 0.5, 0.3])
+    x = torch.rand(2, 3, 24, 24)
+    with torch.no_grad():
+        blended = multi(x, w)
+        torch.testing.assert_close(blended, as_plain(multi, plain, w)(x), atol=1e-6, rtol=1e-5)
+        rows = torch.stack([w, torch.tensor([0.0, 0.0, 1.0])])
+        per_image = multi(x, rows)  # (B, S): each image its own style
+        torch.testing.assert_close(per_image[0], blended[0])
+        torch.testing.assert_close(per_image[1], multi(x[1:], 2)[0])
+
+
+def test_conditional_norm_is_instance_norm_then_gamma_beta():
+    cin = ConditionalInstanceNorm2d(4, 2)
+    with torch.no_grad():
+        cin.weight.copy_(torch.rand(2, 4) + 0.5)
+        cin.bias.copy_(torch.rand(2, 4))
+    x = torch.randn(3, 4, 5, 6) * 3 + 1
+    w = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.25, 0.75]])
+    normed = (x - x.mean(dim=(2, 3), keepdim=True)) / torch.sqrt(x.var(dim=(2, 3), unbiased=False, keepdim=True) + 1e-5)
+    gamma, beta = w @ cin.weight, w @ cin.bias
+    torch.testing.assert_close(cin(x, w), normed * gamma[..., None, None] + beta[..., None, None], atol=1e-5, rtol=1e-5)
+    assert isinstance(cin.norm, nn.InstanceNorm2d) and not cin.norm.affine  # what tiling's FrozenNormStats hooks
+
+
+def test_style_argument_errors():
+    multi = TransformerNet(4, 1, num_styles=2)
+    x = torch.rand(1, 3, 16, 16)
+    with pytest.raises(ValueError, match="style index 2 out of range: this network holds 2 styles"):
+        multi(x, 2)
+    with pytest.raises(ValueError, match=r"expected \(2,\) or \(1, 2\)"):
+        multi(x, torch.ones(3))
+    with pytest.raises(ValueError, match="holds one style"):
+        TransformerNet(4, 1)(x, 1)
+    with pytest.raises(ValueError, match="needs style weights"):
+        multi.transform(torch.rand(1, 3, 16, 16))
+
+
+def test_arch_of_reads_the_number_of_styles_and_append_styles_adds_mean_rows():
+    multi, plain = multi_and_plain(styles=3)
+    assert TransformerNet.arch_of(multi.state_dict()) == {"width": 8, "num_residual": 1, "num_styles": 3}
+    assert TransformerNet.arch_of(plain.state_dict()) == {"width": 8, "num_residual": 1, "num_styles": 1}
+    grown = append_styles(multi.state_dict(), 2)
+    assert TransformerNet.arch_of(grown)["num_styles"] == 5
+    old = multi.state_dict()
+    for key, value in grown.items():
+        if value.dim() == 2:
+            assert torch.equal(value[:3], old[key]) and torch.allclose(value[3], old[key].mean(0)) and torch.equal(value[3], value[4])
+        else:
+            assert torch.equal(value, old[key])
+    from_plain = append_styles(plain.state_dict(), 1)  # a plain network's norm is its one style
+    assert torch.equal(from_plain["encoder.0.2.weight"], plain.state_dict()["encoder.0.2.weight"].expand(2, -1))
+    TransformerNet(8, 1, num_styles=2).load_state_dict(from_plain)
+
+
+def test_only_the_used_styles_get_gradients():
+    net = TransformerNet(8, 1, num_styles=3)
+    net(torch.rand(2, 3, 16, 16), torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])).mean().backward()
+    for m in net.modules():
+        if isinstance(m, ConditionalInstanceNorm2d):
+            assert m.weight.grad[:2].abs().sum() > 0 and torch.equal(m.weight.grad[2], torch.zeros_like(m.weight.grad[2]))
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in net.named_parameters() if p.dim() != 2)
