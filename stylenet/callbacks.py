@@ -14,7 +14,8 @@ from .imageio import save_image
 class SampleGrid(pl.Callback):
     """Every `every_n_steps` (and at the end) stylize fixed photos → `<dir>/step_NNNNNN.png`.
 
-    The grid's top row holds the photos, the bottom row their stylized versions. `images`
+    The grid's top row holds the photos, the rows below their stylized versions: one row,
+    or one row per style of a multi-style network (in the network's order). `images`
     default to the datamodule's `sample_batch()` and `out_dir` to `<trainer's root dir>/samples`,
     so the callback can be built from config alone (configs/train.yaml `callbacks.samples`).
     """
@@ -30,9 +31,11 @@ class SampleGrid(pl.Callback):
         was_training = pl_module.training
         pl_module.eval()
         content = self.images.to(pl_module.device)
-        stylized = pl_module.transformer(content).float()
+        net = pl_module.transformer
+        styles = range(net.num_styles) if getattr(net, "num_styles", 1) > 1 else [None]
+        rows = [net(content, style).float() for style in styles]
         pl_module.train(was_training)
-        return make_grid(torch.cat([content, stylized]).clamp(0, 1).cpu(), nrow=len(content), padding=4, pad_value=1.0)
+        return make_grid(torch.cat([content, *rows]).clamp(0, 1).cpu(), nrow=len(content), padding=4, pad_value=1.0)
 
     def _emit(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         step = trainer.global_step

@@ -4,6 +4,10 @@
 optimizer state, no loss network) and, as safetensors metadata, everything needed to rebuild
 and describe it: architecture, loss network and weights, training steps, image size, version.
 Reading it executes no code. TorchScript and ONNX are for runtimes without stylenet.
+
+A multi-style network is one file too: the shared weights, every style's γ, β and the
+`styles` metadata. Its graphs take a second input `style`, the weights (N, S) over the
+styles, one row per image (one-hot: a style; other rows: a blend).
 """
 
 from __future__ import annotations
@@ -66,17 +70,36 @@ class PortableTransformer(nn.Module):
     made for the example input, so an exported graph would silently mis-handle other sizes
     (seen with the dynamo ONNX exporter: correct at 64×48, off by 0.26 at 37×53). Here the
     pad is always applied (sometimes 0 px) and computed from the input's shape, so it stays a
-    graph operation. Same result as TransformerNet for H, W >= 8.
+    graph operation. Same result as TransformerNet for H, W >= 8. A multi-style network
+    takes `style`, the weights (N, S): `TransformerNet.style_weights`' validation is Python
+    the graph cannot hold, so the shape is the caller's business here.
     """
 
     def __init__(self, net: TransformerNet):
         super().__init__()
         self.net = net
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
         h, w = x.shape[-2], x.shape[-1]
         x = F.pad(x, (0, (-w) % 4, 0, (-h) % 4), mode="reflect")  # only the padding differs from TransformerNet
-        return self.net.transform(x)[..., :h, :w]
+        return self.net.transform(x, style)[..., :h, :w]
+
+
+def example_style(net: TransformerNet, batch: int) -> torch.Tensor | None:
+    """Style weights (batch, S) that blend styles (None for a single-style network): what the
+    graphs are traced with and checked against PyTorch at. Row 0 mixes the first two styles
+    0.7 / 0.3; the others weigh every style alike."""
+    if net.num_styles == 1:
+        return None
+    w = torch.full((batch, net.num_styles), 1.0 / net.num_styles)
+    w[0] = 0.0
+    w[0, 0], w[0, 1] = 0.7, 0.3
+    return w
+
+
+def _inputs(net: TransformerNet, x: torch.Tensor) -> tuple:
+    style = example_style(net, x.shape[0])
+    return (x,) if style is None else (x, style)
 
 
 def _load_float_net(source: str | os.PathLike) -> tuple[ModelFile, TransformerNet]:
@@ -85,15 +108,16 @@ def _load_float_net(source: str | os.PathLike) -> tuple[ModelFile, TransformerNe
 
 
 def export_torchscript(source: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
-    """Checkpoint or export → `<style>.torchscript.pt` (traced; metadata as extra file stylenet.json)."""
+    """Checkpoint or export → `<style>.torchscript.pt` (traced; metadata as extra file stylenet.json).
+    A multi-style network's graph is called as `graph(image, style)`, style weights (N, S)."""
     model, net = _load_float_net(source)
     out = Path(out) if out else default_path(model, ".torchscript.pt")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit is deprecated upstream, still the portable C++/mobile format
         with torch.no_grad():  # checked below at an odd size instead of trace's slow self-check
-            traced = torch.jit.trace(PortableTransformer(net), torch.rand(1, 3, 32, 32), check_trace=False)
-            x = torch.rand(1, 3, *CHECK_SIZE)
-            diff = float((traced(x) - net(x)).abs().max())
+            traced = torch.jit.trace(PortableTransformer(net), _inputs(net, torch.rand(1, 3, 32, 32)), check_trace=False)
+            inputs = _inputs(net, torch.rand(2, 3, *CHECK_SIZE))
+            diff = float((traced(*inputs) - net(*inputs)).abs().max())
         if diff > ONNX_TOLERANCE:
             raise ExportError(f"the traced TorchScript graph differs from PyTorch by {diff:.2e} at {CHECK_SIZE}")
         files = {"stylenet.json": json.dumps(model.metadata)}
@@ -127,31 +151,45 @@ def export_onnx(source: str | os.PathLike, out: str | os.PathLike | None = None,
 
 def write_onnx(net: TransformerNet, path: str | os.PathLike, metadata: dict[str, str] | None = None,
                opset: int | None = None) -> None:
-    """The dynamo exporter (torch.export) on PortableTransformer: dynamic batch, height, width >= 8."""
+    """The dynamo exporter (torch.export) on PortableTransformer: dynamic batch, height, width >= 8;
+    a multi-style network has a second input `style` (N, S) sharing the image's batch size."""
     import onnx
     from torch.export import Dim
 
-    shapes = {"x": {0: Dim("batch", min=1), 2: Dim("height", min=GRAPH_MIN_SIZE), 3: Dim("width", min=GRAPH_MIN_SIZE)}}
+    batch = Dim("batch", min=1)
+    shapes = {"x": {0: batch, 2: Dim("height", min=GRAPH_MIN_SIZE), 3: Dim("width", min=GRAPH_MIN_SIZE)}}
+    # batch 2 for two inputs: torch.export would specialise a shared batch dimension seen as 1
+    inputs = _inputs(net, torch.rand(1 if net.num_styles == 1 else 2, 3, 64, 64))
+    names, described = ["image"], "image (N,3,H,W) float32 RGB in [0,1]"
+    if len(inputs) == 2:
+        shapes["style"] = {0: batch}
+        names.append("style")
+        described += f"; style (N,{net.num_styles}) float32 weights over the styles (one-hot: a style; a blend: mixed)"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            PortableTransformer(net.float().eval()), (torch.rand(1, 3, 64, 64),), dynamo=True, dynamic_shapes=shapes,
-            input_names=["image"], output_names=["stylized"], opset_version=opset, verbose=False,
+            PortableTransformer(net.float().eval()), inputs, dynamo=True, dynamic_shapes=shapes,
+            input_names=names, output_names=["stylized"], opset_version=opset, verbose=False,
         )
     proto = program.model_proto
-    onnx.helper.set_model_props(proto, {**(metadata or {}), "input": "image (N,3,H,W) float32 RGB in [0,1]"})
+    onnx.helper.set_model_props(proto, {**(metadata or {}), "input": described})
     onnx.save_model(proto, str(path))
 
 
 def check_onnx(path: str | os.PathLike, net: nn.Module, size: tuple[int, int] = CHECK_SIZE, batch: int = 2) -> float:
-    """Max abs difference between onnxruntime (CPU) and PyTorch on a random odd-sized batch."""
+    """Max abs difference between onnxruntime (CPU) and PyTorch on a random odd-sized batch
+    (a multi-style network: with blended style weights, `example_style`)."""
     import onnxruntime as ort
 
     x = torch.rand(batch, 3, *size, generator=torch.Generator().manual_seed(0))
+    inputs = _inputs(net, x)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    feeds = {spec.name: value.numpy() for spec, value in zip(session.get_inputs(), inputs)}
+    if len(feeds) != len(session.get_inputs()):
+        raise ExportError(f"{path} takes {len(session.get_inputs())} inputs, the network {len(inputs)}")
+    got = session.run(None, feeds)[0]
     with torch.no_grad():
-        want = net.float().eval()(x)
+        want = net.float().eval()(*inputs)
     if tuple(got.shape) != tuple(want.shape):
         raise ExportError(f"{path} returned shape {tuple(got.shape)} for input {tuple(x.shape)}")
     return float((torch.from_numpy(got) - want).abs().max())
@@ -181,5 +219,5 @@ def export(source: str | os.PathLike, formats=("safetensors",), out_dir: str | o
     return written
 
 
-__all__ = ["ExportError", "PortableTransformer", "check_onnx", "export", "export_checkpoint",
+__all__ = ["ExportError", "PortableTransformer", "check_onnx", "example_style", "export", "export_checkpoint",
            "export_onnx", "export_torchscript", "write_onnx"]

@@ -8,18 +8,27 @@ safetensors, numpy and Pillow, so an exported style runs anywhere torch does and
     picture = s.stylize(Image.open("photo.jpg"), strength=0.8, preserve_color=False)
     frame = s.stylize(bgr_frame, bgr=True)                            # OpenCV frames
     y = s.stylize_tensor(x)                                           # (B,3,H,W) in [0,1]
+
+    m = Stylizer.load("checkpoints/hokusai-the_scream/hokusai-the_scream.safetensors")  # several styles
+    m.styles                                                          # ['hokusai', 'the_scream']
+    m.stylize(photo, style="the_scream")                              # one of them
+    m.stylize(photo, style={"hokusai": 0.7, "the_scream": 0.3})       # a blend of their γ, β
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 from PIL import Image
 
 from .device import inference_dtype, pick_device
+from .errors import UserError
 from .imageio import pil_to_tensor, tensor_to_pil, to_rgb
 from .modelfile import build_network, read_model_file, resolve_model
 from .tiling import tiled_forward
@@ -43,8 +52,16 @@ def preserve_colors(stylized: torch.Tensor, original: torch.Tensor) -> torch.Ten
     return (original + (luma(stylized) - luma(original))).clamp_(0, 1)
 
 
+class StyleChoiceError(UserError, ValueError):
+    """A `style=` that the model does not hold (an unknown name, a bad blend)."""
+
+
 class Stylizer:
-    """One style, ready to apply: device and precision chosen, optionally compiled.
+    """A trained network, ready to apply: device and precision chosen, optionally compiled.
+
+    A multi-style network (`styles`: its style names) takes `style=`: a name, an index, or a
+    blend {name: weight, ...} (weights ≥ 0, normalised to sum 1, so {a: 7, b: 3} is
+    {a: 0.7, b: 0.3}; γ, β are interpolated with them). The default is its first style.
 
     Inputs are PIL images, numpy frames (H,W,3 or N,H,W,3; uint8 or float in [0,1]; RGB or,
     with bgr=True, OpenCV's BGR), tensors (3,H,W or B,3,H,W in [0,1]) or lists of these.
@@ -80,22 +97,80 @@ class Stylizer:
     def name(self) -> str:
         return self.metadata.get("style_name", "style")
 
+    @property
+    def styles(self) -> list[str]:
+        """The style names the network holds, in order (one: its `name`)."""
+        if self.net.num_styles == 1:
+            return [self.name]
+        names = json.loads(self.metadata["styles"]) if "styles" in self.metadata else []
+        return names if len(names) == self.net.num_styles else [f"style{i}" for i in range(self.net.num_styles)]
+
+    def style_weights(self, style=None) -> torch.Tensor | None:
+        """`style=` → the network's weights over its styles (S,) on its device (None: a
+        single-style network). A name or an index is one-hot, a blend {name: weight} is
+        normalised to sum 1 (a weight of 1.0 with the others 0.0 is exactly that style)."""
+        names = self.styles
+        known = f"it holds {', '.join(names)}" if len(names) > 1 else f"it holds only {names[0]!r}"
+        if isinstance(style, Mapping):
+            weights = torch.zeros(len(names), dtype=torch.float64)
+            for key, value in style.items():
+                if str(key) not in names:
+                    raise StyleChoiceError(f"style {str(key)!r} is not in the model {self.name!r}: {known}")
+                try:
+                    value = float(value)
+                except (TypeError, ValueError):
+                    raise StyleChoiceError(f"style weight {key}={value!r} is not a number") from None
+                if not math.isfinite(value) or value < 0:
+                    raise StyleChoiceError(f"style weight {key}={value} must be 0 or more (a blend mixes styles, it cannot subtract one)")
+                weights[names.index(str(key))] += value
+            if weights.sum() <= 0:
+                raise StyleChoiceError(f"the style weights {dict(style)} add up to 0: give at least one style a positive weight")
+            weights /= weights.sum()
+        elif style is None or isinstance(style, (str, int)) and not isinstance(style, bool):
+            index = 0 if style is None else style
+            if isinstance(index, str):
+                if index not in names:
+                    raise StyleChoiceError(f"style {index!r} is not in the model {self.name!r}: {known}")
+                index = names.index(index)
+            if not 0 <= index < len(names):
+                raise StyleChoiceError(f"style index {index} is out of range: {known} (0..{len(names) - 1})")
+            weights = torch.zeros(len(names), dtype=torch.float64)
+            weights[index] = 1.0
+        else:
+            raise StyleChoiceError(f"style={style!r}: pass a style name, an index or a blend {{name: weight, ...}}")
+        return None if len(names) == 1 else weights.to(self.device, torch.float32)
+
+    def label(self, style=None) -> str:
+        """A short name for `style=` (file names, the webcam overlay): the style's name, or a
+        blend as name+name with percentages (hokusai70+the_scream30)."""
+        if isinstance(style, Mapping):
+            weights = self.style_weights(style)
+            if weights is None:
+                return self.name
+            return "+".join(f"{n}{round(100 * float(w))}" for n, w in zip(self.styles, weights) if w > 0)
+        if self.net.num_styles == 1:
+            return self.name
+        self.style_weights(style)  # an unknown style is an error here too
+        return style if isinstance(style, str) else self.styles[0 if style is None else style]
+
     def __repr__(self) -> str:
-        return f"Stylizer({self.name!r}, {self.net.arch()}, device={self.device}, dtype={self.dtype})"
+        styles = f", styles={self.styles}" if self.net.num_styles > 1 else ""
+        return f"Stylizer({self.name!r}, {self.net.arch()}{styles}, device={self.device}, dtype={self.dtype})"
 
     # -- tensors ------------------------------------------------------------------------------
-    def _network(self, x: torch.Tensor) -> torch.Tensor:
+    def _network(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
         x = x.to(self.device, self.dtype)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        args = (x,) if style is None else (x, style)
         if not self._compiled:
-            return self.net(x).float()
+            return self.net(*args).float()
         try:
-            return self._forward(x).float()
+            return self._forward(*args).float()
         except Exception as exc:  # noqa: BLE001 - an optional speed-up must not stop a live feed
             warnings.warn(f"torch.compile failed ({exc.__class__.__name__}: {exc}); running eager", stacklevel=3)
             self._forward, self._compiled = self.net, False
-            return self.net(x).float()
+            return self.net(*args).float()
 
     def _stats_pixels(self, tile_size: int) -> int:
         """The size of the copy a tiled picture's statistics come from: max_pixels, but at most
@@ -109,16 +184,18 @@ class Stylizer:
         return bool(tile)
 
     @torch.no_grad()
-    def stylize_tensor(self, x: torch.Tensor, *, strength: float = 1.0, preserve_color: bool = False,
+    def stylize_tensor(self, x: torch.Tensor, *, style=None, strength: float = 1.0, preserve_color: bool = False,
                        tile: bool | int | str = "auto") -> torch.Tensor:
         """(B,3,H,W) or (3,H,W) float in [0,1] → the same shape, device and dtype, stylized.
 
-        strength blends with the input (0 returns it unchanged); preserve_color keeps the input's
-        colours and takes only the luminance from the style; tile: "auto" (above max_pixels),
-        True/False, or a tile size in pixels.
+        style: a multi-style network's style (see `style_weights`); strength blends with the
+        input (0 returns it unchanged); preserve_color keeps the input's colours and takes only
+        the luminance from the style; tile: "auto" (above max_pixels), True/False, or a tile
+        size in pixels.
         """
         if x.dim() == 3:
-            return self.stylize_tensor(x[None], strength=strength, preserve_color=preserve_color, tile=tile)[0]
+            return self.stylize_tensor(x[None], style=style, strength=strength, preserve_color=preserve_color, tile=tile)[0]
+        weights = self.style_weights(style)
         if x.dim() != 4 or x.shape[1] != 3 or not x.is_floating_point():
             raise ValueError(f"expected a float tensor (B,3,H,W) or (3,H,W) in [0,1], got {tuple(x.shape)} {x.dtype}")
         if not 0.0 <= float(strength) <= 1.0:
@@ -132,9 +209,10 @@ class Stylizer:
         for chunk in x.split(1 if tiled else self.batch_size):
             original = chunk.to(self.device, torch.float32)
             if tiled:
-                y = tiled_forward(self.net, original.to(self.dtype), tile_size, self.tile_blend, self._stats_pixels(tile_size))
+                y = tiled_forward(self.net, original.to(self.dtype), tile_size, self.tile_blend, self._stats_pixels(tile_size),
+                                  style=weights)
             else:
-                y = self._network(original)
+                y = self._network(original, weights)
             if preserve_color:
                 y = preserve_colors(y, original)
             if strength != 1:
@@ -143,10 +221,12 @@ class Stylizer:
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     # -- images, frames, batches ----------------------------------------------------------------
-    def stylize(self, image, *, strength: float = 1.0, preserve_color: bool = False, bgr: bool = False,
+    def stylize(self, image, *, style=None, strength: float = 1.0, preserve_color: bool = False, bgr: bool = False,
                 tile: bool | int | str = "auto"):
-        """Stylize a PIL image, a numpy frame/batch, a tensor, or a list of any of these."""
-        opts = dict(strength=strength, preserve_color=preserve_color, tile=tile)
+        """Stylize a PIL image, a numpy frame/batch, a tensor, or a list of any of these
+        (`style`: which of a multi-style network's styles, or a blend: `style_weights`)."""
+        self.style_weights(style)  # an unknown style fails before any work, whatever the input
+        opts = dict(style=style, strength=strength, preserve_color=preserve_color, tile=tile)
         if isinstance(image, (list, tuple)):
             return self._stylize_list(list(image), bgr=bgr, **opts)
         if isinstance(image, torch.Tensor):
@@ -168,7 +248,7 @@ class Stylizer:
 
     __call__ = stylize
 
-    def _stylize_large(self, array: np.ndarray, *, strength: float, preserve_color: bool, tile) -> np.ndarray:
+    def _stylize_large(self, array: np.ndarray, *, style, strength: float, preserve_color: bool, tile) -> np.ndarray:
         """An (H,W,3) uint8 RGB picture above max_pixels, kept uint8 end to end: tiles become
         float one at a time, so a 12000x12000 photo costs its bytes in and out plus a band of
         tiles (never the 1.7 GB float copies of the whole image)."""
@@ -184,7 +264,8 @@ class Stylizer:
             return torch.lerp(original, y, float(strength)) if strength != 1 else y
 
         tile_size = tile if isinstance(tile, int) and not isinstance(tile, bool) else self.tile_size
-        y = tiled_forward(self.net, x, tile_size, self.tile_blend, self._stats_pixels(tile_size), finish=finish, dtype=self.dtype)
+        y = tiled_forward(self.net, x, tile_size, self.tile_blend, self._stats_pixels(tile_size), finish=finish, dtype=self.dtype,
+                          style=self.style_weights(style))
         return y[0].permute(1, 2, 0).cpu().numpy()
 
     def _stylize_list(self, images: list, bgr: bool, **opts) -> list:

@@ -3,7 +3,8 @@
 
 Written by `stylenet.export`, read by `stylenet.inference` (and by training's `init_from`).
 An export is safetensors: the transformation network's weights plus string metadata
-(`format`, `format_version`, `arch`, `style_name`, `loss`, ...); a checkpoint is read with
+(`format`, `format_version`, `arch`, `style_name`, `loss`, ...; a multi-style network also
+`styles`, the JSON list of its style names in order); a checkpoint is read with
 `torch.load(weights_only=True)`. Imports only torch, safetensors and the network definition.
 """
 
@@ -50,6 +51,22 @@ class ModelFile:
     @property
     def style_name(self) -> str:
         return self.metadata.get("style_name") or self.path.stem
+
+    @property
+    def styles(self) -> list[str]:
+        """The names of the styles the network holds, in its order: the `styles` metadata (a
+        multi-style network), else the one `style_name`."""
+        if "styles" not in self.metadata:
+            return [self.style_name]
+        try:
+            names = json.loads(self.metadata["styles"])
+        except json.JSONDecodeError:
+            names = None
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names) \
+                or len(set(names)) != len(names):
+            raise ModelLoadError(f"{self.path}: its 'styles' metadata is {self.metadata['styles']!r:.80}, not a JSON list of "
+                                 "distinct style names; re-export it with python scripts/export.py")
+        return names
 
 
 def _sniff(path: Path) -> str:
@@ -174,7 +191,9 @@ def checkpoint_metadata(ckpt: dict, source: str = "") -> dict[str, str]:
     hp = ckpt.get("hyper_parameters") or {}
     from . import __version__
 
+    styles = {"styles": json.dumps(list(hp["style_names"]))} if hp.get("style_names") else {}
     return {
+        **styles,
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
         "style_name": str(hp.get("style_name", "style")),
@@ -230,6 +249,10 @@ def check_architecture(model: ModelFile) -> tuple[type, dict]:
     if recorded != actual:
         raise ModelLoadError(f"{where}: its metadata says {_args(recorded)}, but its weights are a {cls_name} with "
                              f"{_args(actual)}; the metadata is wrong: re-export it with python scripts/export.py")
+    names = model.styles
+    if len(names) != recorded.get("num_styles", 1) or (recorded.get("num_styles", 1) > 1 and "styles" not in model.metadata):
+        raise ModelLoadError(f"{where}: its weights hold {recorded.get('num_styles', 1)} style(s), but its 'styles' metadata "
+                             f"names {len(names) if 'styles' in model.metadata else 'none'}; re-export it with python scripts/export.py")
     with torch.device("meta"):  # shapes only: nothing allocated
         expected = {k: tuple(v.shape) for k, v in cls(**recorded).state_dict().items()}
     got = {k: tuple(v.shape) for k, v in model.state_dict.items()}
@@ -249,7 +272,8 @@ def _args(arch: dict) -> str:
 
 
 def build_network(model: ModelFile) -> TransformerNet:
-    """Rebuild the network from its architecture (checked against the weights first) and load the weights."""
+    """Rebuild the network from its architecture (checked against the weights first, the style
+    names against its styles) and load the weights."""
     cls, arch = check_architecture(model)
     net = cls(**arch)
     net.load_state_dict({k: v.float() for k, v in model.state_dict.items()}, strict=True)

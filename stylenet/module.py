@@ -5,23 +5,30 @@ network (rebuilt from config, never saved in checkpoints), the loss weights, the
 and the style targets (Gram matrices of the style image, computed once and kept as buffers
 so every DDP rank and every resumed run uses the same ones). How a step is sped up
 (memory format, bf16, compilation) is `stylenet.speed`'s business.
+
+Several styles in one network (`style_names`, docs/multistyle.md): the network has a
+conditional instance norm per style, the Gram buffers hold one target per trained style
+(S,C,C), and every image of a batch is paired with a style of its own (`sample_styles`).
+With `train_only="norm"` only the γ, β of the styles being added are trained (`AddedStyles`).
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from . import __version__
 from .losses import perceptual_loss, perceptual_weights, temporal_loss
 from .lossnet import LossNetwork
 from .speed import StepPlan, eager_plan, prepare
 from .stability import move, moved_copy
-from .transformer import TransformerNet
+from .transformer import ConditionalInstanceNorm2d, TransformerNet
 
 #: checkpoint buffers `target_gram_<layer>`: the style's Gram matrix at each style layer
 GRAM_PREFIX = "target_gram_"
@@ -67,6 +74,50 @@ def lr_schedule(optimizer: torch.optim.Optimizer, optim: Mapping, total_steps: i
     return phases[0] if len(phases) == 1 else lr_scheduler.SequentialLR(optimizer, phases, milestones=[warmup])
 
 
+class AddedStyles(nn.Module):
+    """`train_only="norm"`: the γ, β rows of the styles being added, the only trained tensors.
+
+    The network (shared weights and the existing styles' γ, β) is frozen and stays out of the
+    optimiser: its forward runs with these rows spliced into its conditional norms
+    (`torch.func.functional_call`), and `sync` copies them into the network after every
+    optimiser step, so checkpoints, exports and the sample grid see the network as trained.
+    """
+
+    def __init__(self, net: TransformerNet, first: int):
+        super().__init__()
+        self.first = first
+        self.paths = [name for name, m in net.named_modules() if isinstance(m, ConditionalInstanceNorm2d)]
+        self.gamma = nn.ParameterList([nn.Parameter(torch.empty(0)) for _ in self.paths])
+        self.beta = nn.ParameterList([nn.Parameter(torch.empty(0)) for _ in self.paths])
+        object.__setattr__(self, "net", net)  # not a child: its tensors stay under transformer.* only
+        self.reset()
+
+    @torch.no_grad()
+    def reset(self) -> None:
+        """Take the new rows from the network (after its weights were loaded)."""
+        for path, gamma, beta in zip(self.paths, self.gamma, self.beta):
+            norm = self.net.get_submodule(path)
+            gamma.data = norm.weight[self.first:].detach().clone()
+            beta.data = norm.bias[self.first:].detach().clone()
+
+    def forward(self, x: torch.Tensor, style=None) -> torch.Tensor:
+        from torch.func import functional_call
+
+        params = {}
+        for path, gamma, beta in zip(self.paths, self.gamma, self.beta):
+            norm = self.net.get_submodule(path)
+            params[f"{path}.weight"] = torch.cat([norm.weight[: self.first], gamma.to(norm.weight)])
+            params[f"{path}.bias"] = torch.cat([norm.bias[: self.first], beta.to(norm.bias)])
+        return functional_call(self.net, params, (x, style), strict=False)
+
+    @torch.no_grad()
+    def sync(self) -> None:
+        for path, gamma, beta in zip(self.paths, self.gamma, self.beta):
+            norm = self.net.get_submodule(path)
+            norm.weight[self.first:] = gamma
+            norm.bias[self.first:] = beta
+
+
 class StyleTransferModule(pl.LightningModule):
     def __init__(
         self,
@@ -78,16 +129,47 @@ class StyleTransferModule(pl.LightningModule):
         style_image: torch.Tensor | None = None,
         batch_size: int = 4,
         image_size: int = 256,
+        style_names: Sequence[str] | None = None,
+        trained_styles: Sequence[int] | None = None,
+        style_scales: Sequence[float] | None = None,
+        style_images: Sequence[torch.Tensor] | None = None,
+        train_only: str | None = None,
     ):
+        """One style (`style_image`) as always; or a multi-style network holding `style_names`,
+        trained on `trained_styles` (indices into them; default all) with one Gram target each
+        (`style_images`) and each its own style weight (`style_scales`, the presets' style.weight).
+        `train_only="norm"`: only the trained styles' γ, β are learned (adding styles)."""
         super().__init__()
         model, loss, optim = _plain(model), _plain(loss), _plain(optim)
         speed = _plain(speed or {})
         loss.pop("layers", None)  # the per-network table: already resolved into the fields
-        self.save_hyperparameters(
-            {"model": model, "loss": loss, "optim": optim, "speed": speed, "style_name": style_name,
-             "batch_size": batch_size, "image_size": image_size, "stylenet_version": __version__}
-        )
+        hparams = {"model": model, "loss": loss, "optim": optim, "speed": speed, "style_name": style_name,
+                   "batch_size": batch_size, "image_size": image_size, "stylenet_version": __version__}
+        self.style_names = list(style_names or [style_name])
+        self.multi_style = style_names is not None
+        self.trained_styles = list(range(len(self.style_names)) if trained_styles is None else trained_styles)
+        self.style_scales = [float(w) for w in (style_scales or [1.0] * len(self.trained_styles))]
+        if train_only not in (None, "norm"):
+            raise ValueError(f"train_only={train_only!r}: use null (the whole network) or norm (the new styles' γ, β)")
+        if self.multi_style:
+            if len(set(self.style_names)) != len(self.style_names):
+                raise ValueError(f"style names must be unique: {self.style_names}")
+            if len(self.style_scales) != len(self.trained_styles) or not all(0 <= i < len(self.style_names) for i in self.trained_styles):
+                raise ValueError("trained_styles must index style_names, with one style scale each")
+            model = hparams["model"] = {**model, "num_styles": len(self.style_names)}
+            hparams.update(style_names=self.style_names, trained_styles=self.trained_styles,
+                           style_scales=self.style_scales, train_only=train_only)
+        elif train_only:
+            raise ValueError("train_only=norm needs a multi-style module (style_names)")
+        self.save_hyperparameters(hparams)
         self.transformer = TransformerNet(**model)
+        self.added_styles: AddedStyles | None = None
+        if train_only == "norm":
+            first = min(self.trained_styles)
+            if self.trained_styles != list(range(first, len(self.style_names))) or first == 0:
+                raise ValueError("train_only=norm trains the styles appended last, after at least one existing style")
+            self.transformer.requires_grad_(False)
+            self.added_styles = AddedStyles(self.transformer, first)
         self.loss_weights = perceptual_weights(loss)
         self.style_layers: dict[str, float] = self.loss_weights["style_layers"]
         self.content_layer: str = self.loss_weights["content_layer"]
@@ -100,12 +182,41 @@ class StyleTransferModule(pl.LightningModule):
         self.step_plan: StepPlan | None = None  # set by setup_speed (on_fit_start), else eager per device
         if style_image is not None:
             self.set_style(style_image)
+        if style_images is not None:
+            self.set_styles(style_images)
+
+    @property
+    def network(self) -> nn.Module:
+        """What training runs and optimises: the transformer, or with train_only=norm the
+        transformer with the new styles' γ, β spliced in (`AddedStyles`)."""
+        return self.added_styles if self.added_styles is not None else self.transformer
 
     # -- style targets -------------------------------------------------------------------
     def set_style(self, style_image: torch.Tensor) -> None:
         """Compute the style's Gram targets once, from a (1,3,H,W) image in [0,1]."""
         for name, target in self.lossnet.style_grams(style_image, self.style_layers).items():
             setattr(self, GRAM_PREFIX + name, target)
+
+    def set_styles(self, style_images: Sequence[torch.Tensor]) -> None:
+        """One Gram target per trained style: buffers (T,C,C), in `trained_styles` order."""
+        if len(style_images) != len(self.trained_styles):
+            raise ValueError(f"{len(style_images)} style images for {len(self.trained_styles)} trained styles")
+        grams = [self.lossnet.style_grams(image, self.style_layers) for image in style_images]
+        for name in self.style_layers:
+            setattr(self, GRAM_PREFIX + name, torch.cat([g[name] for g in grams]))
+
+    def sample_styles(self, batch: int) -> torch.Tensor:
+        """A style per image (indices into the trained styles): a fresh random order of the
+        styles, repeated over the batch. Every step's gradient then covers min(B, T) styles
+        (the shared weights never chase one style at a time) and every style's γ, β are
+        updated at almost every step; over time each style gets the same number of images."""
+        n = len(self.trained_styles)
+        return torch.randperm(n).repeat(-(-batch // n))[:batch]
+
+    def style_weights_for(self, styles: torch.Tensor, device) -> torch.Tensor:
+        """(B,) indices into the trained styles → one-hot weights (B, S) over the network's styles."""
+        index = torch.tensor(self.trained_styles, device=device)[styles.to(device)]
+        return F.one_hot(index, len(self.style_names)).float()
 
     @property
     def target_grams(self) -> dict[str, torch.Tensor]:
@@ -146,13 +257,16 @@ class StyleTransferModule(pl.LightningModule):
         return self.lossnet(content, layers=[self.content_layer])
 
     # -- training --------------------------------------------------------------------------
-    def forward(self, content: torch.Tensor) -> torch.Tensor:
-        return self.transformer(content)
+    def forward(self, content: torch.Tensor, style=None) -> torch.Tensor:
+        return self.transformer(content, style)
 
-    def compute_losses(self, content: torch.Tensor, plan: StepPlan | None = None) -> dict[str, torch.Tensor]:
+    def compute_losses(self, content: torch.Tensor, plan: StepPlan | None = None,
+                       styles: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The training objective of one batch: stylize it and score it (what every training
         step, the compile trial step and the throughput benchmark run). `plan`: how to run
-        the networks (default: the one `setup_speed` made, else eager for the batch's device)."""
+        the networks (default: the one `setup_speed` made, else eager for the batch's device).
+        `styles` (multi-style only): each image's style, an index into the trained styles
+        (default: 0, 1, ..., cycling; training passes `sample_styles`)."""
         if plan is None:
             plan = self.step_plan
             if plan is None or plan.device != content.device.type:
@@ -160,7 +274,16 @@ class StyleTransferModule(pl.LightningModule):
         speed = plan.switches
         if speed["channels_last"]:
             content = content.contiguous(memory_format=torch.channels_last)
-        stylized = plan.transformer(content)
+        targets, scale, network = self.target_grams, None, plan.transformer
+        if self.multi_style:
+            if styles is None:
+                styles = torch.arange(content.shape[0]) % len(self.trained_styles)
+            styles = styles.to(content.device)
+            weights = self.style_weights_for(styles, content.device)
+            targets = {name: g[styles] for name, g in targets.items()}
+            scale = torch.tensor(self.style_scales, device=content.device)[styles]
+            network = lambda x: plan.transformer(x, weights)  # noqa: E731
+        stylized = network(content)
         dtype = self.lossnet.mean.dtype  # bf16 under speed.lossnet_half (Grams are still fp32)
         if speed["single_pass"]:
             # one pass over 2B images; its backward also runs over all 2B (see docs/speed.md)
@@ -172,26 +295,41 @@ class StyleTransferModule(pl.LightningModule):
             with torch.no_grad():
                 content_features = plan.content_pass(content.to(dtype))
             output_features = plan.lossnet(stylized.to(dtype))
-        terms = perceptual_loss(output_features, content_features, self.target_grams, stylized, **self.loss_weights)
+        terms = perceptual_loss(output_features, content_features, targets, stylized, style_scale=scale, **self.loss_weights)
         if self.temporal_weight > 0:
-            terms["temporal"] = self.temporal_weight * self.stability(content, stylized, plan)
+            terms["temporal"] = self.temporal_weight * self.stability(content, stylized, network)
             terms["loss"] = terms["loss"] + terms["temporal"]
         return terms
 
-    def stability(self, content: torch.Tensor, stylized: torch.Tensor, plan: StepPlan) -> torch.Tensor:
+    def stability(self, content: torch.Tensor, stylized: torch.Tensor, network) -> torch.Tensor:
         """The unweighted stability term: the batch under a small random camera motion is
-        stylized too; its output must equal the first output moved the same way."""
+        stylized too (by `network`, each image in its style); its output must equal the first
+        output moved the same way."""
         moved, theta, inside = moved_copy(content, self.temporal_motion)
         moved_output, _ = move(stylized, theta)
-        return temporal_loss(moved_output, plan.transformer(moved), inside)
+        return temporal_loss(moved_output, network(moved), inside)
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         if not self.has_style:
             raise RuntimeError("style targets are not set: call set_style(style_image) before training")
-        terms = self.compute_losses(batch)
+        styles = self.sample_styles(batch.shape[0]) if self.multi_style else None
+        terms = self.compute_losses(batch, styles=styles)
+        per_image = terms.pop("style_per_image", None)
         self.log("train/loss", terms["loss"], prog_bar=True)
         self.log_dict({f"train/{k}": v for k, v in terms.items() if k != "loss"})
+        if styles is not None and per_image is not None:
+            # each style's term, averaged over its images (counts from the CPU indices: no device sync)
+            counts, on_device = torch.bincount(styles, minlength=len(self.trained_styles)), styles.to(per_image.device)
+            for j, index in enumerate(self.trained_styles):
+                if counts[j] > 0:
+                    value = (per_image * (on_device == j)).sum() / int(counts[j])
+                    self.log(f"train/style/{self.style_names[index]}", value, batch_size=int(counts[j]))
         return terms["loss"]
+
+    def optimizer_step(self, *args, **kwargs):
+        super().optimizer_step(*args, **kwargs)
+        if self.added_styles is not None:
+            self.added_styles.sync()  # before any callback (checkpoint, sample grid) reads the network
 
     def effective_lr(self) -> float:
         """Base lr scaled with the global batch (batch × devices × nodes × accumulation)."""
@@ -205,7 +343,8 @@ class StyleTransferModule(pl.LightningModule):
         """Adam; with `optim.warmup_steps` a linear warm-up, then `optim.schedule` (constant |
         cosine down to `optim.min_lr_ratio` × lr at the run's last step), stepped per batch."""
         optim = self.hparams.optim
-        adam = torch.optim.Adam(self.transformer.parameters(), lr=self.effective_lr(), betas=tuple(optim.get("betas", (0.9, 0.999))))
+        params = [p for p in self.network.parameters() if p.requires_grad]  # train_only=norm: the new γ, β only
+        adam = torch.optim.Adam(params, lr=self.effective_lr(), betas=tuple(optim.get("betas", (0.9, 0.999))))
         schedule = lr_schedule(adam, optim, total_steps=int(self.trainer.estimated_stepping_batches) if self._trainer else 0)
         if schedule is None:
             return adam

@@ -78,11 +78,13 @@ class StepPlan:
 
 
 def eager_plan(module, device: torch.device | str) -> StepPlan:
-    """The module's own networks with the switches resolved for `device`; changes nothing."""
+    """The module's own networks with the switches resolved for `device`; changes nothing.
+    (`module.network`: the transformer, or with train_only=norm the transformer with the new
+    styles' γ, β spliced in.)"""
     kind = torch.device(device).type
     switches = resolve_speed(module.hparams.speed, kind)
     content_pass = module.content_features if switches["truncate_content"] else module.lossnet
-    return StepPlan(kind, switches, module.transformer, module.lossnet, content_pass)
+    return StepPlan(kind, switches, module.network, module.lossnet, content_pass)
 
 
 def prepare(module, step_context: Callable | None = None) -> StepPlan:
@@ -106,7 +108,7 @@ def prepare(module, step_context: Callable | None = None) -> StepPlan:
     options = {"backend": speed["compile_backend"], "mode": speed["compile_mode"], "dynamic": False}
     try:
         lossnet = torch.compile(module.lossnet, **options)
-        compiled = replace(plan, transformer=torch.compile(module.transformer, **options), lossnet=lossnet,
+        compiled = replace(plan, transformer=torch.compile(module.network, **options), lossnet=lossnet,
                            content_pass=torch.compile(plan.content_pass, **options) if speed["truncate_content"] else lossnet,
                            compiled=True)
         trial_step(module, compiled, step_context)
@@ -135,6 +137,6 @@ def trial_step(module, plan: StepPlan, step_context: Callable | None = None) -> 
             loss = module.compute_losses(batch, plan)["loss"]
         loss.backward()
     finally:
-        for p in module.transformer.parameters():
+        for p in module.parameters():
             p.grad = None
         module.train(was_training)

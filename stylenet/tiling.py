@@ -109,7 +109,7 @@ def _area_downscale(x: torch.Tensor, scale: float, dtype: torch.dtype, rows: int
 
 @torch.no_grad()
 def tiled_forward(net: TransformerNet, x: torch.Tensor, tile: int = 1024, blend: int = 32,
-                  stats_pixels: int = 4_000_000, finish=None, dtype: torch.dtype | None = None) -> torch.Tensor:
+                  stats_pixels: int = 4_000_000, finish=None, dtype: torch.dtype | None = None, style=None) -> torch.Tensor:
     """Stylize (B,3,H,W) tile by tile: bounded memory, no seams.
 
     Every tile is normalised with the same instance-norm statistics, taken once from the whole
@@ -125,6 +125,8 @@ def tiled_forward(net: TransformerNet, x: torch.Tensor, tile: int = 1024, blend:
     beyond the input and the result is bounded by tile × width, whatever the image's height.
     `finish(y, x)` post-processes each finished band (float, the input's band beside it);
     `dtype`: what the network runs in (default: x's float dtype, float32 for uint8).
+    `style`: a multi-style network's style (`TransformerNet.forward`), the same for the
+    statistics pass and every tile (γ, β of one layer shape the statistics of the next).
     """
     b, _, h, w = x.shape
     dtype = dtype or (x.dtype if x.is_floating_point() else torch.float32)
@@ -151,9 +153,10 @@ def tiled_forward(net: TransformerNet, x: torch.Tensor, tile: int = 1024, blend:
         out[..., rows, :] = y
 
     ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
+    run = net if style is None else (lambda part: net(part, style))
     with FrozenNormStats(net) as norms:
         scale = (stats_pixels / (h * w)) ** 0.5
-        net(_as_float(x, dtype) if scale >= 1 else _area_downscale(x, scale, dtype))
+        run(_as_float(x, dtype) if scale >= 1 else _area_downscale(x, scale, dtype))
         norms.mode = "apply"
         top = 0
         acc = torch.zeros(b, 3, 0, w, device=x.device)
@@ -173,7 +176,7 @@ def tiled_forward(net: TransformerNet, x: torch.Tensor, tile: int = 1024, blend:
                 x1 = w if j == len(xs) - 1 else min(w, x0 + tile)
                 wx = _ramp(x1 - x0, j > 0, j < len(xs) - 1, margin, blend, x.device)
                 wt = (wy[:, None] * wx[None, :])[None, None]
-                acc[..., x0:x1] += net(_as_float(x[..., y0:y1, x0:x1], dtype)).float() * wt
+                acc[..., x0:x1] += run(_as_float(x[..., y0:y1, x0:x1], dtype)).float() * wt
                 weight[..., x0:x1] += wt
         emit(acc, weight, top)
     return out

@@ -1,8 +1,15 @@
-"""The composed training config (configs/train.yaml) → a Lightning run: trainer, module, data."""
+"""The composed training config (configs/train.yaml) → a Lightning run: trainer, module, data.
+
+Several styles in one network (docs/multistyle.md): `styles=[a,b,...]` (what the command
+line's `style=[a,b,...]` and `style=all` become) trains them together, each preset read from
+configs/style/<name>.yaml; `init_from=MULTI_EXPORT train_only=norm` appends the run's style(s)
+to an exported network and learns only their γ, β.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -13,10 +20,12 @@ from omegaconf import DictConfig, OmegaConf
 from .callbacks import SampleGrid
 from .data import StyleDataModule
 from .imageio import ensure_writable, load_tensor
-from .modelfile import ModelLoadError, check_finite, load_checkpoint
+from .errors import UserError
+from .modelfile import ModelFile, ModelLoadError, check_finite, load_checkpoint
 from .module import StyleTransferModule
 from .speed import resolve_precision, resolve_speed
-from .styles import resolve_style_image
+from .styles import CONFIG_DIR, StyleError, preset_names, resolve_style_image
+from .transformer import append_styles
 
 log = logging.getLogger("stylenet")
 
@@ -31,17 +40,103 @@ def build_logger(cfg: DictConfig, run_dir: Path):
     return logger
 
 
-def init_transformer(module: StyleTransferModule, source: str) -> None:
+@dataclass
+class RunStyles:
+    """The styles of a run. `presets`: the style configs trained (targets computed from them);
+    `names`: every style the network holds, in order (None: a single-style network, as
+    always); `trained`: the indices of `presets` in `names`; `base`: with train_only=norm,
+    the model file the new styles are appended to."""
+
+    presets: list
+    names: list[str] | None = None
+    trained: list[int] = field(default_factory=list)
+    base: ModelFile | None = None
+
+    @property
+    def run_name(self) -> str:
+        """What a multi-style run's folders and export are named: its styles joined by '-'."""
+        return "-".join(self.names) if self.names else str(self.presets[0].name)
+
+
+def load_preset(name: str):
+    """configs/style/<name>.yaml, as `style=<name>` would compose it."""
+    path = CONFIG_DIR / "style" / f"{name}.yaml"
+    if not path.is_file():
+        raise StyleError(f"no style preset {name!r} (configs/style/{name}.yaml); presets: {', '.join(preset_names())}")
+    preset = OmegaConf.load(path)
+    if OmegaConf.is_missing(preset, "image"):
+        raise StyleError(f"style {name!r} needs style.image=PATH, which a multi-style run cannot take; "
+                         f"add configs/style/<name>.yaml for the painting (copy configs/style/custom.yaml)")
+    return preset
+
+
+def run_styles(cfg: DictConfig, base: ModelFile | None = None) -> RunStyles:
+    """The styles a run trains (`style`, or `styles=[...]` each from its preset file) and the
+    network's style list (with train_only=norm: the `init_from` file's styles + the new ones)."""
+    from .modelfile import read_model_file, resolve_model
+
+    listed = [str(n) for n in cfg.get("styles") or []]
+    train_only = cfg.get("train_only")
+    if train_only not in (None, "norm"):
+        raise UserError(f"train_only={train_only!r}: use null (train the whole network) or norm (only the new styles' γ, β)")
+    if len(set(listed)) != len(listed):
+        raise StyleError(f"styles={listed}: a style is listed twice")
+    if listed:
+        if (CONFIG_DIR / "style" / f"{cfg.style.name}.yaml").is_file() and \
+                OmegaConf.to_container(cfg.style, resolve=True) != OmegaConf.to_container(load_preset(str(cfg.style.name)), resolve=True):
+            raise StyleError("style.KEY=... overrides do not reach a multi-style run: each style is read from its "
+                             "configs/style/<name>.yaml; edit a copy of the preset under a new name and list that")
+        presets = [load_preset(n) for n in listed]
+    else:
+        presets = [cfg.style]
+    if train_only == "norm":
+        if not cfg.get("init_from"):
+            raise UserError("train_only=norm adds styles to a trained network: name it with init_from=MULTI_EXPORT")
+        base = base or read_model_file(resolve_model(cfg.init_from))
+        old = base.styles
+        new = [str(p.name) for p in presets]
+        if clash := [n for n in new if n in old]:
+            raise StyleError(f"init_from={cfg.init_from} already holds {', '.join(clash)} (it holds {', '.join(old)}); "
+                             "name the new style differently (style.name=NAME)")
+        return RunStyles(presets, old + new, list(range(len(old), len(old) + len(new))), base)
+    if len(presets) > 1:
+        return RunStyles(presets, [str(p.name) for p in presets], list(range(len(presets))))
+    return RunStyles(presets)
+
+
+def run_model(cfg: DictConfig, styles: RunStyles) -> dict:
+    """The run's `model` hyper-parameters: cfg.model, plus num_styles for a multi-style network."""
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    return {**model, "num_styles": len(styles.names)} if styles.names else model
+
+
+def init_transformer(module: StyleTransferModule, source: str, base: ModelFile | None = None) -> None:
     """Start from another style's network (`init_from=hokusai` or a file): the same
-    architecture is required; the style targets, optimiser and step counter start fresh."""
+    architecture is required; the style targets, optimiser and step counter start fresh.
+    With train_only=norm (`module.added_styles`) the file's styles are kept and the new
+    styles' γ, β start as the mean of theirs."""
     from .modelfile import build_network, read_model_file, resolve_model
 
-    model = read_model_file(resolve_model(source))
+    model = base or read_model_file(resolve_model(source))
+    net = build_network(model)
+    if module.added_styles is not None:
+        mine = {k: v for k, v in module.transformer.arch().items() if k != "num_styles"}
+        theirs = {k: v for k, v in net.arch().items() if k != "num_styles"}
+        if mine != theirs:
+            raise ModelLoadError(f"init_from={source}: its network {theirs} differs from this run's model {mine}; "
+                                 "pick the model= it was trained with (model=slim, model=johnson or model.width=...)")
+        added = len(module.style_names) - net.num_styles
+        module.transformer.load_state_dict(append_styles(net.state_dict(), added))
+        module.added_styles.reset()
+        print(f"adding {', '.join(module.style_names[net.num_styles:])} to {model.path} "
+              f"({', '.join(model.styles)}): only their γ, β are trained")
+        return
     want = {"class": "TransformerNet", **module.hparams.model}
-    if model.arch != want:
+    if {"num_styles": 1, **model.arch} != {"num_styles": 1, **want}:
         raise ModelLoadError(f"init_from={source}: its network {model.arch} differs from this run's model {want}; "
-                             "pick a model= that matches it, or drop init_from")
-    module.transformer.load_state_dict(build_network(model).state_dict())
+                             "pick a model= (and styles) that match it, or drop init_from; to add a style to a "
+                             "multi-style file, use train_only=norm")
+    module.transformer.load_state_dict(net.state_dict())
     print(f"initialised the network from {model.path} ({model.style_name}, {model.metadata.get('training_steps', '?')} steps)")
 
 
@@ -50,17 +145,26 @@ def build(cfg: DictConfig, run_dir: Path):
     pl.seed_everything(cfg.seed, workers=True)
     # a process-wide flag: set from the switch either way (reference = cuDNN's default heuristics)
     torch.backends.cudnn.benchmark = resolve_speed(cfg.speed, "cuda")["cudnn_benchmark"]
-    style_path = resolve_style_image(cfg.style, mirrors=cfg.get("style_mirrors"))
-    style_image = load_tensor(style_path, size=cfg.style.size)
+    styles = run_styles(cfg)
+    images = [load_tensor(resolve_style_image(p, mirrors=cfg.get("style_mirrors")), size=p.size) for p in styles.presets]
     loss = OmegaConf.to_container(cfg.loss, resolve=True)  # includes style_scale: the preset's style.weight
     if loss.get("weights") and Path(str(loss["weights"])).expanduser().is_file():
         # recorded in checkpoints and exports: absolute, so the benchmarks find it from any folder
         loss["weights"] = str(Path(str(loss["weights"])).expanduser().resolve())
-    module = StyleTransferModule(
-        model=cfg.model, loss=loss, optim=cfg.optim, speed=cfg.speed,
-        style_name=cfg.style.name, style_image=style_image, batch_size=cfg.data.batch_size, image_size=cfg.data.image_size,
-    )
-    if cfg.get("init_from") and not cfg.get("ckpt_path"):
+    common = dict(model=cfg.model, optim=cfg.optim, speed=cfg.speed, batch_size=cfg.data.batch_size, image_size=cfg.data.image_size)
+    if styles.names is None:
+        module = StyleTransferModule(loss=loss, style_name=styles.run_name, style_image=images[0], **common)
+    else:
+        loss["style_scale"] = 1.0  # each image's own preset weight instead (style_scales)
+        module = StyleTransferModule(
+            loss=loss, style_name=styles.run_name, style_names=styles.names, trained_styles=styles.trained,
+            style_scales=[float(p.weight) for p in styles.presets], style_images=images,
+            train_only=cfg.get("train_only"), **common,
+        )
+    if styles.base is not None:
+        # the base network is loaded even when resuming: Lightning then overwrites it from the checkpoint
+        init_transformer(module, cfg.init_from, styles.base)
+    elif cfg.get("init_from") and not cfg.get("ckpt_path"):
         init_transformer(module, cfg.init_from)
     datamodule = StyleDataModule(cfg.data, sample_count=cfg.samples.num_images, sample_size=cfg.samples.size)
     datamodule.setup("fit")
@@ -84,7 +188,7 @@ def resumable_checkpoint(cfg: DictConfig) -> dict:
         raise ModelLoadError(f"{path} cannot be resumed: it has no {', '.join(missing)} (a weights-only checkpoint?); "
                              f"resume from checkpoints/<style>/last.ckpt, or start from its weights with init_from={path}")
     theirs = (ckpt.get("hyper_parameters") or {}).get("model")
-    ours = OmegaConf.to_container(cfg.model, resolve=True)
+    ours = run_model(cfg, run_styles(cfg))
     if theirs != ours:
         raise ModelLoadError(f"{path} was trained with model {theirs}, this run's model is {ours}: resume with the same "
                              f"model= (or start from its weights with init_from={path} and a matching model=)")
