@@ -1,6 +1,7 @@
 """A gallery: style paintings across the top, photos down the side, every cell stylized.
 
-The picture a user looks at first (docs/gallery.jpg): one image, one network per column.
+The picture a user looks at first (docs/gallery.jpg): one image, one style per column (a
+multi-style file gives a column per style, and blends of its styles columns of their own).
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
 from .imageio import atomic_write, load_image, tensor_to_pil, pil_to_tensor
@@ -39,10 +41,20 @@ def compose(paintings: Sequence[Image.Image], photos: Sequence[Image.Image], cel
     return sheet
 
 
-def stylize_cells(stylizers, photos: Sequence[Image.Image], cell: int) -> list[list[Image.Image]]:
-    """Each photo (square-cropped to the cell size first, as it is shown) through each network."""
+def stylize_cells(stylizers, photos: Sequence[Image.Image], cell: int, styles: Sequence | None = None) -> list[list[Image.Image]]:
+    """Each photo (square-cropped to the cell size first, as it is shown) through each network;
+    `styles[j]`: the `style=` of column j (a multi-style network's style or blend; None: default)."""
     squares = [square_thumbnail(p, cell) for p in photos]
-    return [[tensor_to_pil(s.stylize_tensor(pil_to_tensor(sq))) for s in stylizers] for sq in squares]
+    styles = list(styles) if styles is not None else [None] * len(stylizers)
+    return [[tensor_to_pil(s.stylize_tensor(pil_to_tensor(sq), **({"style": st} if st is not None else {})))
+             for s, st in zip(stylizers, styles, strict=True)] for sq in squares]
+
+
+def mix_paintings(paintings: Sequence[Image.Image], weights: Sequence[float], cell: int) -> Image.Image:
+    """The header of a blend's column: the paintings' square thumbnails averaged with the blend's weights."""
+    stack = np.stack([np.asarray(square_thumbnail(p, cell), dtype=np.float64) for p in paintings])
+    mixed = np.tensordot(np.asarray(weights, dtype=np.float64) / sum(weights), stack, axes=1)
+    return Image.fromarray(mixed.round().clip(0, 255).astype(np.uint8), "RGB")
 
 
 def save_jpeg(image: Image.Image, path: str | Path, max_bytes: int | None = None, quality: int = 92) -> Path:

@@ -141,30 +141,69 @@ class LatestFrame:
 
 @dataclass
 class LiveState:
-    """What the keys change while the window is open."""
+    """What the keys change while the window is open (`blend`: an index into the blends, -1: none)."""
 
     index: int = 0
+    blend: int = -1
     side_by_side: bool = False
     preserve_color: bool = False
     snapshot: bool = False
     quit: bool = False
 
 
-KEYS_HELP = "keys: n/p or 1-9 style, o side-by-side, c keep colours, s snapshot, q/Esc quit"
+KEYS_HELP = "keys: n/p or 1-9 style, b blend with the next style (multi-style files), o side-by-side, c keep colours, s snapshot, q/Esc quit"
 
 
-def handle_key(key: int, state: LiveState, n_styles: int) -> LiveState:
-    """Apply one cv2.waitKey code to the state (-1/255: no key)."""
+@dataclass
+class LiveStyle:
+    """One style the keys select: a stylizer and which of its styles (None: its only one)."""
+
+    stylizer: object
+    style: str | None
+    label: str
+
+    @property
+    def styles(self) -> list[str]:
+        return list(getattr(self.stylizer, "styles", None) or [self.label])
+
+    def blend(self, amount: float) -> dict[str, float] | None:
+        """This style mixed with the next style of the same file (`amount` of it); None for a
+        single-style file (nothing to blend with)."""
+        names = self.styles
+        if self.style is None or len(names) < 2:
+            return None
+        nxt = names[(names.index(self.style) + 1) % len(names)]
+        return {self.style: 1.0 - amount, nxt: amount}
+
+
+def live_styles(stylizers: Sequence) -> list[LiveStyle]:
+    """Every style of every model, in order: a multi-style file gives one entry per style, so
+    the number keys pick a style of a file as they pick one of several files."""
+    out = []
+    for stylizer in stylizers:
+        names = list(getattr(stylizer, "styles", None) or [])
+        if len(names) > 1:
+            out += [LiveStyle(stylizer, name, name) for name in names]
+        else:
+            out.append(LiveStyle(stylizer, None, getattr(stylizer, "name", "style")))
+    return out
+
+
+def handle_key(key: int, state: LiveState, n_styles: int, n_blends: int = 0) -> LiveState:
+    """Apply one cv2.waitKey code to the state (-1/255: no key). `n_blends`: how many blends
+    key b cycles through for the current style (0: b does nothing) before the pure style again."""
     key &= 0xFF
     char = chr(key).lower() if 32 <= key < 127 else ""
     if key == 27 or char == "q":
         state.quit = True
     elif char == "n" or key == 83:  # n or →
-        state.index = (state.index + 1) % n_styles
+        state.index, state.blend = (state.index + 1) % n_styles, -1
     elif char == "p" or key == 81:  # p or ←
-        state.index = (state.index - 1) % n_styles
+        state.index, state.blend = (state.index - 1) % n_styles, -1
     elif char.isdigit() and 1 <= int(char) <= n_styles:
-        state.index = int(char) - 1
+        state.index, state.blend = int(char) - 1, -1
+    elif char == "b" and n_blends:
+        state.blend = state.blend + 1 if state.blend + 1 < n_blends else -1
     elif char == "o":
         state.side_by_side = not state.side_by_side
     elif char == "c":
@@ -229,16 +268,19 @@ def run_live(stylizers: Sequence, source=0, *, headless: bool = False, output: s
              max_frames: int = 0, strength: float = 1.0, preserve_color: bool = False, side_by_side: bool = False,
              overlay: bool = True, snapshot_dir: str | os.PathLike = "snapshots", window: str = "stylenet",
              realtime: bool = True, first_frame_timeout: float = 10.0, stabilizer=None,
-             log: Callable[[str], None] = print) -> LiveStats:
+             blends: Sequence[float] = (), log: Callable[[str], None] = print) -> LiveStats:
     """The webcam loop: capture thread → stylize the newest frame → window (or file when headless).
 
     A video file source plays like a camera (at its frame rate, late frames dropped) unless
     realtime=False: then every frame is shown, as fast as inference allows. `stabilizer`
     (`temporal.Stabilizer`) blends each output with the flow-warped previous one (no flicker);
-    it starts afresh when the style changes.
+    it starts afresh when the style changes. A multi-style file's styles are keys of their own
+    (`live_styles`); key b steps the current one through `blends` (the share of the file's next
+    style), then back to the pure style.
     """
     if not stylizers:
         raise ValueError("no styles given")
+    choices = live_styles(stylizers)
     src = parse_source(source)
     cap = open_capture(src)
     fps_src = capture_fps(cap)
@@ -261,17 +303,20 @@ def run_live(stylizers: Sequence, source=0, *, headless: bool = False, output: s
             if frame is None:
                 break
             start = start or time.perf_counter()
-            style = stylizers[state.index]
-            stylized = style.stylize(frame, bgr=True, strength=strength, preserve_color=state.preserve_color)
+            choice = choices[state.index]
+            mix = choice.blend(blends[state.blend]) if 0 <= state.blend < len(blends) else None
+            chosen = {"style": mix or choice.style} if (mix or choice.style) is not None else {}
+            label = choice.stylizer.label(mix) if mix else choice.label
+            stylized = choice.stylizer.stylize(frame, bgr=True, strength=strength, preserve_color=state.preserve_color, **chosen)
             if stabilizer is not None:
-                if (state.index, state.preserve_color) != shown_style:
+                if (state.index, state.blend, state.preserve_color) != shown_style:
                     stabilizer.reset()
-                    shown_style = (state.index, state.preserve_color)
+                    shown_style = (state.index, state.blend, state.preserve_color)
                 stylized = stabilizer(frame, stylized)
             view = compose_view(frame, stylized, state.side_by_side)
             meter.tick()
             if overlay:
-                draw_overlay(view, f"{style.name}  {meter.fps:.1f} FPS")
+                draw_overlay(view, f"{label}  {meter.fps:.1f} FPS")
             frames += 1
             if headless:
                 if output is not None:
@@ -279,9 +324,9 @@ def run_live(stylizers: Sequence, source=0, *, headless: bool = False, output: s
                     writer.write(view)
             else:
                 cv2.imshow(window, view)
-                handle_key(cv2.waitKey(1), state, len(stylizers))
+                handle_key(cv2.waitKey(1), state, len(choices), len(blends) if choice.blend(0.5) else 0)
                 if state.snapshot:
-                    snapshots.append(save_snapshot(view, snapshot_dir, style.name))
+                    snapshots.append(save_snapshot(view, snapshot_dir, label))
                     log(f"snapshot: {snapshots[-1]}")
                     state.snapshot = False
                 if state.quit:

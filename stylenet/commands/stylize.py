@@ -22,7 +22,7 @@ def stylize_image(stylizer, src: Path, dst: Path, options: dict) -> Path:
     from ..imageio import atomic_write, image_format, load_image, pil_to_tensor, save_image
 
     if dst.is_dir() or str(dst).endswith(("/", "\\")):
-        dst = dst / f"{src.stem}_{stylizer.name}.png"
+        dst = dst / f"{src.stem}_{stylizer.label(options.get('style'))}.png"
     if dst.suffix.lower() == ".npy":
         y = stylizer.stylize_tensor(pil_to_tensor(load_image(src)), **options).permute(1, 2, 0).float().numpy()
         return atomic_write(dst, lambda tmp: np.save(tmp, y))
@@ -81,6 +81,13 @@ def stylize_one_video(stylizer, src: Path, dst: Path, options: dict, *, batch_si
           f"audio {stats.audio}{', stabilised' if stabilizer else ''} ({stats.frames / max(stats.seconds, 1e-9):.1f} frames/s)")
 
 
+def style_option(value):
+    """`style=`: null, a name, an index, or a blend `{hokusai:0.7,the_scream:0.3}` (a Hydra dict) → plain Python."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
 def stylize(cfg) -> int:
     from ..inference import Stylizer
     from ..video import is_video_path
@@ -88,11 +95,13 @@ def stylize(cfg) -> int:
     src, dst = Path(str(cfg.input)), Path(str(cfg.output))
     if str(cfg.output).endswith(("/", "\\")):  # a folder to write into (Path drops the trailing slash)
         dst.mkdir(parents=True, exist_ok=True)
-    options = {"strength": app.number(cfg, "strength"), "preserve_color": bool(cfg.preserve_color), "tile": cfg.tile}
+    options = {"strength": app.number(cfg, "strength"), "preserve_color": bool(cfg.preserve_color), "tile": cfg.tile,
+               "style": style_option(cfg.style)}
     if not src.exists():
         raise ValueError(f"input not found: {src}")
     sizes = {key: app.number(cfg, key, int) for key in ("batch_size", "tile_size", "max_pixels")}
     stylizer = Stylizer.load(str(cfg.model), device=cfg.device, precision=cfg.precision, compile=bool(cfg.compile), **sizes)
+    stylizer.style_weights(options["style"])  # an unknown style name: the error before any file is read
     video = {"batch_size": sizes["batch_size"], "stabilize": dict(cfg.stabilizer) if cfg.stabilize else None}
     if src.is_dir():
         done, failed = stylize_folder(stylizer, src, dst, options, bool(cfg.progress), video)

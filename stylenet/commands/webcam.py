@@ -14,7 +14,7 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # a missing camera is our er
 def webcam(cfg) -> None:
     from ..errors import UserError
     from ..inference import Stylizer
-    from ..video import run_live
+    from ..video import live_styles, run_live
 
     if cfg.output and not cfg.headless:
         raise UserError("output= is written only with headless=true")
@@ -22,7 +22,10 @@ def webcam(cfg) -> None:
                  for m in app.as_list(cfg.model)]
     if not stylizers:
         raise UserError("model= names no style")
-    print("styles: " + ", ".join(f"{i + 1}={s.name}" for i, s in enumerate(stylizers)), flush=True)
+    blends = [app.number({"blends": b}, "blends") for b in app.as_list(cfg.blends or [])]
+    if any(not 0 < b < 1 for b in blends):
+        raise UserError(f"blends={list(blends)}: each is the share of the next style, between 0 and 1 (exclusive)")
+    print("styles: " + ", ".join(f"{i + 1}={c.label}" for i, c in enumerate(live_styles(stylizers))), flush=True)
     stabilizer = None
     if cfg.stabilize:
         from ..temporal import Stabilizer
@@ -32,6 +35,7 @@ def webcam(cfg) -> None:
         stylizers, cfg.source, headless=bool(cfg.headless), output=cfg.output, max_frames=app.number(cfg, "max_frames", int) if cfg.max_frames else 0,
         strength=app.number(cfg, "strength"), preserve_color=bool(cfg.preserve_color), side_by_side=bool(cfg.side_by_side),
         overlay=bool(cfg.overlay), snapshot_dir=cfg.snapshot_dir, realtime=bool(cfg.realtime), stabilizer=stabilizer,
+        blends=blends,
     )
     print(f"frames: {stats.frames} (dropped at capture: {stats.dropped})")
     if stats.output:
