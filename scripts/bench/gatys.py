@@ -53,14 +53,18 @@ def square(image: torch.Tensor, size: int) -> torch.Tensor:
     return resize(image[..., top:top + s, left:left + s], (size, size))
 
 
-def _style_targets(cfg, model_path: Path, metadata: dict, lossnet, layers) -> tuple[dict, str]:
-    """The Gram targets: the checkpoint's own buffers, else computed from the style image."""
+def _style_targets(cfg, model_path: Path, metadata: dict, lossnet, layers, index: int | None = None,
+                   count: int = 1) -> tuple[dict, str]:
+    """The Gram targets: the checkpoint's own buffers (row `index` of a multi-style one's `count`
+    rows; a run that added styles keeps only theirs), else computed from the style image."""
     if model_path.suffix == ".ckpt":
         from stylenet.module import target_grams_in
 
         state = torch.load(model_path, map_location="cpu", weights_only=True).get("state_dict", {})
         grams = target_grams_in(state, layers)
-        if grams is not None:
+        if grams is not None and (index is None or all(g.shape[0] == count for g in grams.values())):
+            if index is not None:
+                grams = {k: g[index:index + 1] for k, g in grams.items()}
             return grams, "checkpoint Gram targets"
     from stylenet.imageio import load_tensor
     from stylenet.styles import StyleError, style_image_path
@@ -122,10 +126,46 @@ def scored_model(cfg, model_path, precision: str):
         raise OptimizeError(f"{model_path} records no loss config; cannot score its results")
     if cfg["loss_weights"]:
         loss["weights"] = cfg["loss_weights"]
+    index = None
+    if stylizer.net.num_styles > 1:  # one of its styles, scored as that preset's single-style run would be
+        if cfg.get("style") not in stylizer.styles:
+            raise OptimizeError(f"{model_path} holds the styles {', '.join(stylizer.styles)}: pass style=NAME to score one of them")
+        index = stylizer.styles.index(cfg["style"])
+        loss["style_scale"] = preset_weight(cfg["style"])
+        stylizer = OneStyle(stylizer, cfg["style"])
     weights = perceptual_weights(loss)
     lossnet = LossNetwork(loss["network"], [weights["content_layer"], *weights["style_layers"]], loss.get("weights")).to(stylizer.device)
-    targets, source = _style_targets(cfg, model_path, stylizer.metadata, lossnet, list(weights["style_layers"]))
+    targets, source = _style_targets(cfg, model_path, stylizer.metadata, lossnet, list(weights["style_layers"]), index,
+                                     len(stylizer.styles))
     return stylizer, loss, weights, lossnet, {k: v.to(stylizer.device) for k, v in targets.items()}, source
+
+
+def preset_weight(name: str) -> float:
+    """A preset's `style.weight` (configs/style/<name>.yaml): a multi-style file scales each
+    image's style term by its own preset's weight, so one style is scored with that weight."""
+    from omegaconf import OmegaConf
+
+    from stylenet.commands.app import CONFIG_DIR
+
+    path = CONFIG_DIR / "style" / f"{name}.yaml"
+    return float(OmegaConf.load(path).get("weight", 1.0)) if path.is_file() else 1.0
+
+
+class OneStyle:
+    """A multi-style Stylizer seen as one of its styles: what the objective of that style scores."""
+
+    def __init__(self, stylizer, style: str):
+        self._stylizer, self.style = stylizer, style
+
+    def __getattr__(self, name):
+        return getattr(self._stylizer, name)
+
+    @property
+    def name(self) -> str:
+        return self.style
+
+    def stylize_tensor(self, x, **kwargs):
+        return self._stylizer.stylize_tensor(x, style=self.style, **kwargs)
 
 
 def run(cfg) -> list[dict]:

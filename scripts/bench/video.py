@@ -69,6 +69,8 @@ def run(cfg) -> list[dict]:
     print(format_table(summary))
     if cfg["gif"]:
         print(f"side by side: {save_gif(*shown['clip'], cfg['gif'], float(cfg['gif_scale']))}")
+    if cfg["sheet"]:
+        print(f"flicker maps: {save_sheet(*shown['clip'], cfg['sheet'], str(cfg['flow_preset']))}")
     h, w = next(iter(clips.values()))[0].shape[:2]
     print(f"stabiliser cost: {statistics.median(stab_ms):.1f} ms/frame at {w}x{h} (DIS {stab['preset']} flow, warp, blend)")
     by = {r["method"]: r for r in summary}
@@ -200,3 +202,27 @@ def save_gif(name: str, frames: list[np.ndarray], outputs: dict[str, list[np.nda
         pictures.append(Image.fromarray(np.concatenate(tiles, axis=1)[..., ::-1]))
     save = lambda tmp: pictures[0].save(tmp, format="GIF", save_all=True, append_images=pictures[1:], duration=83, loop=0)
     return atomic_write(Path(str(path)), save)
+
+
+def save_sheet(name: str, frames: list[np.ndarray], outputs: dict[str, list[np.ndarray]], path, preset: str) -> Path:
+    """One still: for the middle frame of the first clip, each method's picture above its
+    flicker map (|frame - previous frame warped along the input's flow|, occlusions black,
+    ×4 so a 0.25 difference is white): what the warping error averages."""
+    import cv2
+    from PIL import Image
+
+    from stylenet.imageio import atomic_write
+    from stylenet.temporal import FlowCache, warp
+    from stylenet.video import draw_overlay
+
+    t = len(frames) // 2
+    backward, mask = FlowCache(frames[t - 1: t + 1], preset).pairs[0]
+    columns = {"input": frames, **outputs}
+    tiles = []
+    for label, clip in columns.items():
+        diff = np.abs(clip[t].astype(np.float32) - warp(clip[t - 1].astype(np.float32), backward)).mean(-1) / 255.0
+        heat = cv2.applyColorMap(np.clip(diff * 4 * 255 * mask, 0, 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
+        error = float((diff[mask] ** 2).mean()) if mask.any() else 0.0
+        tiles.append(np.concatenate([draw_overlay(clip[t].copy(), label), draw_overlay(heat, f"{error:.5f}")], axis=0))
+    sheet = np.concatenate(tiles, axis=1)[..., ::-1]
+    return atomic_write(Path(str(path)), lambda tmp: Image.fromarray(np.ascontiguousarray(sheet)).save(tmp, format="JPEG", quality=85))
