@@ -332,12 +332,14 @@ class StyleTransferModule(pl.LightningModule):
             self.added_styles.sync()  # before any callback (checkpoint, sample grid) reads the network
 
     def effective_lr(self) -> float:
-        """Base lr scaled with the global batch (batch × devices × nodes × accumulation)."""
+        """Base lr (`optim.norm_lr` when only new styles' γ, β learn) scaled with the global batch
+        (batch × devices × nodes × accumulation)."""
         optim = self.hparams.optim
         world = self.trainer.world_size * self.trainer.accumulate_grad_batches if self._trainer is not None else 1
         ratio = self.hparams.batch_size * world / float(optim.get("reference_batch_size", 4))
         power = {"none": 0.0, "linear": 1.0, "sqrt": 0.5}[str(optim.get("scale_lr", "none"))]
-        return float(optim["lr"]) * math.pow(ratio, power)
+        base = optim.get("norm_lr") if self.hparams.get("train_only") == "norm" and optim.get("norm_lr") else optim["lr"]
+        return float(base) * math.pow(ratio, power)
 
     def configure_optimizers(self):
         """Adam; with `optim.warmup_steps` a linear warm-up, then `optim.schedule` (constant |

@@ -339,7 +339,7 @@ def test_train_only_norm_freezes_the_network(two_styles, photos, tmp_path):
     from stylenet.train import build
 
     (base_path,) = (two_styles / "ckpt").glob("*.safetensors")
-    cfg = compose(tiny_multi(tmp_path, photos, 1, [f"init_from={base_path}", "train_only=norm", "style=shipwreck"]))
+    cfg = compose(tiny_multi(tmp_path, photos, 1, [f"init_from={base_path}", "train_only=norm", "style=shipwreck", "optim.norm_lr=0.05"]))
     _, module, _ = build(cfg, tmp_path / "run")
     assert module.style_names == ["hokusai", "the_scream", "shipwreck"] and module.trained_styles == [2]
     assert not any(p.requires_grad for p in module.transformer.parameters())
@@ -349,6 +349,8 @@ def test_train_only_norm_freezes_the_network(two_styles, photos, tmp_path):
     # the new style starts as the mean of the file's styles
     base = read_model_file(base_path).state_dict
     torch.testing.assert_close(module.transformer.encoder[0][2].weight[2], base["encoder.0.2.weight"].mean(0))
+    # only γ, β learn: their own learning rate (optim.norm_lr), not the whole network's
+    assert module.effective_lr() == pytest.approx(0.05 * (cfg.data.batch_size / 4) ** 0.5) and float(cfg.optim.lr) != 0.05
 
 
 @pytest.mark.parametrize("extra, message", [
