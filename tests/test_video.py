@@ -247,6 +247,26 @@ def test_live_loop_headless_writes_n_frames(stylizer, clip, tmp_path):
     assert (every.frames, every.dropped, every.output) == (12, 0, None)  # not realtime: no frame skipped
 
 
+def test_live_loop_stabilizes_every_frame_and_flickers_less(stylizer, clip, tmp_path):
+    from stylenet.temporal import FlowCache, warping_error
+
+    seen = []
+
+    class Recording(Stabilizer):
+        def __call__(self, frame, stylized):
+            out = super().__call__(frame, stylized)
+            seen.append((frame.copy(), stylized.copy(), out.copy()))
+            return out
+
+    stats = run_live([stylizer], str(clip), headless=True, realtime=False, overlay=False, stabilizer=Recording(blend=0.8),
+                     log=lambda s: None)
+    assert stats.frames == len(seen) == 12
+    inputs, raw, stable = (list(x) for x in zip(*seen))
+    assert np.array_equal(stable[0], raw[0]) and not np.array_equal(stable[5], raw[5])
+    flows = FlowCache(inputs)
+    assert warping_error(stable, flows) < warping_error(raw, flows)
+
+
 def test_no_camera_is_a_clear_error():
     with pytest.raises(CameraError, match="no camera at index 99 .*source=VIDEO_FILE"):
         run_live([object()], 99, headless=True)
