@@ -51,17 +51,24 @@ def _grid(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return xs + flow[..., 0], ys + flow[..., 1]
 
 
+def _remap(image: np.ndarray, maps: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    return cv2.remap(image, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _inside(maps: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    map_x, map_y = maps
+    h, w = map_x.shape
+    return (map_x >= 0) & (map_x <= w - 1) & (map_y >= 0) & (map_y <= h - 1)
+
+
 def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """image(x + flow(x)): bring a frame onto the grid the flow starts from (bilinear, border replicated)."""
-    map_x, map_y = _grid(flow)
-    return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return _remap(image, _grid(flow))
 
 
 def inside(flow: np.ndarray) -> np.ndarray:
     """Pixels whose flow target lies inside the frame."""
-    h, w = flow.shape[:2]
-    map_x, map_y = _grid(flow)
-    return (map_x >= 0) & (map_x <= w - 1) & (map_y >= 0) & (map_y <= h - 1)
+    return _inside(_grid(flow))
 
 
 def consistent(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
@@ -70,10 +77,11 @@ def consistent(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
     `backward` maps current → previous, `forward` previous → current; where both describe the
     same motion, following one and then the other returns to the start.
     """
-    forward_there = warp(forward, backward)
+    maps = _grid(backward)
+    forward_there = _remap(forward, maps)
     round_trip = backward + forward_there
     bound = 0.01 * ((backward ** 2).sum(-1) + (forward_there ** 2).sum(-1)) + 0.5
-    return ((round_trip ** 2).sum(-1) <= bound) & inside(backward)
+    return ((round_trip ** 2).sum(-1) <= bound) & _inside(maps)
 
 
 def frame_warping_error(prev_out: np.ndarray, cur_out: np.ndarray, backward: np.ndarray, mask: np.ndarray) -> float:
@@ -136,6 +144,11 @@ class Stabilizer:
         self._prev_gray: np.ndarray | None = None
         self._prev_out: np.ndarray | None = None
 
+    @classmethod
+    def from_config(cls, cfg) -> Stabilizer:
+        """From a `stabilizer:` block of the tools' YAML (blend, sigma, preset)."""
+        return cls(float(cfg["blend"]), float(cfg["sigma"]), str(cfg["preset"]))
+
     def reset(self) -> None:
         """Forget the previous frame (a cut, a new clip, a style switch)."""
         self._prev_gray = self._prev_out = None
@@ -145,11 +158,11 @@ class Stabilizer:
         cur_gray = gray(frame)
         out = stylized.astype(np.float32)
         if self._prev_gray is not None and self._prev_gray.shape == cur_gray.shape and self._prev_out.shape == out.shape:
-            backward = self._flow(cur_gray, self._prev_gray)
-            error = warp(self._prev_gray, backward).astype(np.float32) - cur_gray.astype(np.float32)
-            reliability = np.exp(-((error / self.sigma) ** 2)) * inside(backward)
+            maps = _grid(self._flow(cur_gray, self._prev_gray))  # one sampling grid for both warps and the mask
+            error = _remap(self._prev_gray, maps).astype(np.float32) - cur_gray.astype(np.float32)
+            reliability = np.exp(-((error / self.sigma) ** 2)) * _inside(maps)
             weight = (self.blend * reliability)[..., None] if out.ndim == 3 else self.blend * reliability
-            out = out + weight * (warp(self._prev_out, backward) - out)
+            out = out + weight * (_remap(self._prev_out, maps) - out)
         self._prev_gray, self._prev_out = cur_gray, out
         if stylized.dtype == np.uint8:
             return np.clip(out + 0.5, 0, 255).astype(np.uint8)

@@ -69,6 +69,10 @@ def test_stabilizer_removes_flicker_on_a_moving_scene_and_keeps_the_first_frame(
     assert np.array_equal(stabilizer(frames[5], stylized[5]), stylized[5])
     with pytest.raises(ValueError, match="blend"):
         Stabilizer(blend=1.0)
+    from_yaml = Stabilizer.from_config({"blend": 0.5, "sigma": 3, "preset": "fast"})
+    assert (from_yaml.blend, from_yaml.sigma) == (0.5, 3.0)
+    with pytest.raises(ValueError, match="unknown flow preset"):
+        Stabilizer.from_config({"blend": 0.5, "sigma": 3, "preset": "slowest"})
 
 
 def test_a_scene_cut_is_painted_fresh():

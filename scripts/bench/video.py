@@ -32,29 +32,28 @@ def run(cfg) -> list[dict]:
     if cfg["save_clips"]:
         for name, frames in clips.items():
             print(f"clip: {save_clip(frames, Path(str(cfg['save_clips'])) / f'{name}.mp4')}")
-    networks = {"per-frame": Stylizer.load(str(cfg["model"]), device=cfg["device"], precision=cfg["precision"])}
-    if cfg["stable"]:
-        networks["stable (trained)"] = Stylizer.load(str(cfg["stable"]), device=cfg["device"], precision=cfg["precision"])
+    specs = {"per-frame": cfg["model"], **({"stable (trained)": cfg["stable"]} if cfg["stable"] else {})}
+    networks = {label: Stylizer.load(str(spec), device=cfg["device"], precision=cfg["precision"]) for label, spec in specs.items()}
     stab = dict(cfg["stabilize"])
     print(f"flicker: {len(clips)} clips; flow DIS {cfg['flow_preset']} on the input frames; networks: "
-          + ", ".join(f"{k} {getattr(v, 'source', cfg['model'] if k == 'per-frame' else cfg['stable'])}" for k, v in networks.items())
+          + ", ".join(f"{label} {spec}" for label, spec in specs.items())
           + f"; stabilised at inference: blend {stab['blend']}, sigma {stab['sigma']}, flow {stab['preset']}; "
           f"device {cfg['device']}, {torch.get_num_threads()} threads")
     rows, shown, stab_ms = [], {}, []
     for name, frames in clips.items():
         flows = FlowCache(frames, str(cfg["flow_preset"]))
         rows.append({"clip": name, "method": "input (floor)", "error": warping_error(frames, flows), "fps": float("nan")})
-        outputs = {}
+        outputs, seconds = {}, {}
         for label, stylizer in networks.items():
-            outputs[label], seconds = stylize_frames(stylizer, frames)
-            rows.append({"clip": name, "method": label, "error": warping_error(outputs[label], flows), "fps": 1 / seconds})
-        stabilizer = Stabilizer(float(stab["blend"]), float(stab["sigma"]), str(stab["preset"]))
+            outputs[label], seconds[label] = stylize_frames(stylizer, frames)
+            rows.append({"clip": name, "method": label, "error": warping_error(outputs[label], flows), "fps": 1 / seconds[label]})
+        stabilizer = Stabilizer.from_config(stab)
         start, stabilized = time.perf_counter(), []
         for frame, out in zip(frames, outputs["per-frame"]):
             stabilized.append(stabilizer(frame, out))
         stab_s = (time.perf_counter() - start) / len(frames)
         stab_ms.append(1000 * stab_s)
-        per_frame_s = stab_s + 1 / rows[-len(networks)]["fps"]
+        per_frame_s = stab_s + seconds["per-frame"]
         outputs["stabilised (inference)"] = stabilized
         rows.append({"clip": name, "method": "stabilised (inference)", "error": warping_error(stabilized, flows), "fps": 1 / per_frame_s})
         for row in rows[-(len(networks) + 2):]:
@@ -63,7 +62,7 @@ def run(cfg) -> list[dict]:
     summary = summarize(rows)
     if cfg["objective"]:
         for row in summary:
-            spec = {"per-frame": cfg["model"], "stable (trained)": cfg["stable"]}.get(row["method"])
+            spec = specs.get(row["method"])
             row["objective"] = median_objective(cfg, spec) if spec else float("nan")
     print()
     print(format_table(summary))

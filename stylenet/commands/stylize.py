@@ -75,7 +75,7 @@ def stylize_one_video(stylizer, src: Path, dst: Path, options: dict, *, batch_si
     from ..temporal import Stabilizer
     from ..videofile import stylize_video
 
-    stabilizer = Stabilizer(float(stabilize["blend"]), float(stabilize["sigma"]), str(stabilize["preset"])) if stabilize else None
+    stabilizer = Stabilizer.from_config(stabilize) if stabilize else None
     stats = stylize_video(stylizer, src, dst, batch_size=batch_size, progress=progress, stabilizer=stabilizer, **options)
     print(f"wrote {stats.output}: {stats.frames} frames, {stats.size[0]}x{stats.size[1]} at {stats.fps:g} fps, {stats.codec}, "
           f"audio {stats.audio}{', stabilised' if stabilizer else ''} ({stats.frames / max(stats.seconds, 1e-9):.1f} frames/s)")

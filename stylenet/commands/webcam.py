@@ -30,7 +30,7 @@ def webcam(cfg) -> None:
     if cfg.stabilize:
         from ..temporal import Stabilizer
 
-        stabilizer = Stabilizer(float(cfg.stabilizer.blend), float(cfg.stabilizer.sigma), str(cfg.stabilizer.preset))
+        stabilizer = Stabilizer.from_config(cfg.stabilizer)
     stats = run_live(
         stylizers, cfg.source, headless=bool(cfg.headless), output=cfg.output, max_frames=app.number(cfg, "max_frames", int) if cfg.max_frames else 0,
         strength=app.number(cfg, "strength"), preserve_color=bool(cfg.preserve_color), side_by_side=bool(cfg.side_by_side),
