@@ -21,11 +21,14 @@ SHARED=${SHARED:-../shared}
 STEPS=${STEPS:-2000}
 PARALLEL=${PARALLEL:-5}
 DEVICE=${DEVICE:-gpu}
-OUT=${OUT:-outputs/gpu_suite}
+OUT=${SUITE_OUT:-outputs/gpu_suite}   # not $OUT: the device tool sets that to its return folder
+BUDGET_S=${BUDGET_S:-0}                    # > 0: every stage after training gets only what is left of this many seconds
 PRESETS=${PRESETS:-"hokusai starry_night the_scream composition_vii shipwreck"}
 CKPT_ROOT=${CKPT_ROOT:-checkpoints}
 QUALITY_ARGS=${QUALITY_ARGS:-}
-TRAIN_BENCH_ARGS=${TRAIN_BENCH_ARGS:-"steps=20 warmup=5"}
+TRAIN_BENCH_ARGS=${TRAIN_BENCH_ARGS:-"batch_sizes=[4,16,64] steps=10 warmup=3"}
+DATA_BENCH_ARGS=${DATA_BENCH_ARGS:-"workers=[0,2,4,8] upscale=640"}
+MAX_TIME=${MAX_TIME:-}                     # e.g. 00:00:06:00: Lightning stops training (and still exports) after this long
 INFER_BENCH_ARGS=${INFER_BENCH_ARGS:-}
 export PYTHONUNBUFFERED=1 WANDB_MODE=offline
 
@@ -38,11 +41,21 @@ for need in "$SHARED/data/coco-sample" "$SHARED/data/styles" "$SHARED/weights/vg
   [ -e "$need" ] || { echo "error: $need not found; set SHARED=DIR (see the top of this script)" >&2; exit 2; }
 done
 mkdir -p "$OUT"
+suite_start=$(date +%s)
+# A stage that fails or runs out of time is reported and the suite goes on, so one slow stage
+# never costs the figures of the others.
+stage() {
+  local name=$1; shift
+  local limit=100000
+  if [ "$BUDGET_S" -gt 0 ]; then limit=$(( BUDGET_S - ($(date +%s) - suite_start) )); fi
+  if [ "$limit" -le 5 ]; then echo "skipped $name: out of time" | tee -a "$OUT/failed.txt"; return 0; fi
+  timeout "$limit" "$@" || echo "failed $name (exit $?)" | tee -a "$OUT/failed.txt"
+}
 accel=$([ "$DEVICE" = cpu ] && echo cpu || echo gpu)
 TRAIN_ARGS=(data=folder "data.path=$SHARED/data/coco-sample" data.preresize=256
   "loss.weights=$SHARED/weights/vgg16-imagenet-features.safetensors" "style_mirrors=[$SHARED/data/styles]"
   "trainer.max_steps=$STEPS" trainer.accelerator=$accel trainer.devices=1 trainer.enable_progress_bar=false
-  logger=csv samples.every_n_train_steps=500)
+  logger=csv samples.every_n_train_steps=500 checkpoint.keep=10 ${MAX_TIME:++trainer.max_time=$MAX_TIME})
 
 echo "== training ${PRESETS// /, } for $STEPS steps, $PARALLEL at a time ($(python3 -c 'import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu")'))"
 start=$(date +%s)
@@ -50,28 +63,37 @@ running=0
 for style in $PRESETS; do
   ( t0=$(date +%s)
     python3 train.py style=$style "${TRAIN_ARGS[@]}" "checkpoint_dir=$CKPT_ROOT/$style" "hydra.run.dir=$OUT/runs/$style" \
-      > "$OUT/train_$style.log" 2>&1 || { echo "error: training $style failed; see $OUT/train_$style.log" >&2; tail -5 "$OUT/train_$style.log" >&2; exit 1; }
+      > "$OUT/train_$style.log" 2>&1 || { echo "failed training $style; see $OUT/train_$style.log" | tee -a "$OUT/failed.txt" >&2; tail -5 "$OUT/train_$style.log" >&2; exit 1; }
     echo "$style: $STEPS steps in $(( $(date +%s) - t0 )) s" | tee -a "$OUT/train_times.txt" ) &
   running=$((running + 1))
-  if [ "$running" -ge "$PARALLEL" ]; then wait -n; running=$((running - 1)); fi
+  if [ "$running" -ge "$PARALLEL" ]; then wait -n || true; running=$((running - 1)); fi
 done
-wait
+wait || true
 echo "all presets: $(( $(date +%s) - start )) s wall"
 
 models=$(for s in $PRESETS; do printf '%s,' "$CKPT_ROOT/$s/$s.safetensors"; done)
 paintings=$(for s in $PRESETS; do printf '%s,' "$SHARED/data/styles/$s.jpg"; done)
+dev=$([ "$DEVICE" = cpu ] && echo cpu || echo cuda)
 echo "== gallery"
-python3 scripts/gallery.py "models=[${models%,}]" "content=[$SHARED/data/content/chicago.jpg,$SHARED/data/content/hoovertowernight.jpg,$SHARED/data/content/stata.jpg]" \
-  "styles=[${paintings%,}]" "output=$OUT/gallery.jpg" device=$([ "$DEVICE" = cpu ] && echo cpu || echo cuda)
+stage gallery python3 scripts/gallery.py "models=[${models%,}]" "content=[$SHARED/data/content/chicago.jpg,$SHARED/data/content/hoovertowernight.jpg,$SHARED/data/content/stata.jpg]" \
+  "styles=[${paintings%,}]" "output=$OUT/gallery.jpg" device=$dev
 
 echo "== quality (median Gatys L-BFGS iterations matched, 256 px, shared content photos)"
 for style in $PRESETS; do
-  python3 scripts/benchmark.py mode=quality "model=$CKPT_ROOT/$style/$style.safetensors" "content=$SHARED/data/content" \
-    "style=$SHARED/data/styles/$style.jpg" "loss_weights=$SHARED/weights/vgg16-imagenet-features.safetensors" device=$([ "$DEVICE" = cpu ] && echo cpu || echo cuda) $QUALITY_ARGS \
+  stage "quality $style" python3 scripts/benchmark.py mode=quality "model=$CKPT_ROOT/$style/$style.safetensors" "content=$SHARED/data/content" \
+    "style=$SHARED/data/styles/$style.jpg" "loss_weights=$SHARED/weights/vgg16-imagenet-features.safetensors" device=$dev $QUALITY_ARGS \
     | tee "$OUT/quality_$style.txt" | tail -1 | sed "s/^/$style: /"
 done
 
 echo "== training throughput (images/s) and inference FPS"
-python3 scripts/benchmark.py mode=train $TRAIN_BENCH_ARGS | tee "$OUT/bench_train.txt" | tail -8
-python3 scripts/benchmark.py mode=infer $INFER_BENCH_ARGS | tee "$OUT/bench_infer.txt" | tail -16
-echo "suite done: $OUT"
+stage "bench train" python3 scripts/benchmark.py mode=train $TRAIN_BENCH_ARGS | tee "$OUT/bench_train.txt" | tail -12
+stage "bench infer" python3 scripts/benchmark.py mode=infer $INFER_BENCH_ARGS | tee "$OUT/bench_infer.txt" | tail -16
+echo "== the loader (images/s per worker count, with and without the pre-resize cache)"
+stage "bench data" python3 scripts/benchmark.py mode=data "path=$SHARED/data/coco-sample" $DATA_BENCH_ARGS | tee "$OUT/bench_data.txt" | tail -10
+first=${PRESETS%% *}
+echo "== quality per training step ($first: every checkpoint)"
+stage "quality curve" python3 scripts/benchmark.py mode=quality "model=$CKPT_ROOT/$first" "content=$SHARED/data/content" \
+  "style=$SHARED/data/styles/$first.jpg" "loss_weights=$SHARED/weights/vgg16-imagenet-features.safetensors" device=$dev \
+  "plot=$OUT/curve_$first.png" $QUALITY_ARGS | tee "$OUT/quality_curve_$first.txt" | tail -8
+[ -e "$OUT/failed.txt" ] && { echo "stages that failed or ran out of time:"; cat "$OUT/failed.txt"; }
+echo "suite done in $(( $(date +%s) - suite_start )) s: $OUT"

@@ -74,6 +74,20 @@ def test_quality_curve_over_a_folder_of_checkpoints(tiny_checkpoint, tmp_path, c
         assert image.format == "PNG" and image.width > 300
 
 
+def test_quality_curve_scores_last_ckpt_once_when_it_is_the_final_step(tiny_checkpoint, tmp_path):
+    """A run that ends on a checkpoint step leaves last.ckpt = step_N.ckpt: one point, not two."""
+    import shutil
+
+    for name in ("step_000002.ckpt", "last.ckpt"):
+        shutil.copy(tiny_checkpoint.parent / name, tmp_path / name)
+    shutil.copy(tiny_checkpoint.parent / "last.ckpt", tmp_path / "step_000003.ckpt")
+    assert [p.name for p in quality.model_paths(str(tmp_path))] == ["step_000002.ckpt", "step_000003.ckpt"]
+    (tmp_path / "step_000003.ckpt").unlink()  # last.ckpt is newer than every step file: kept
+    assert [p.name for p in quality.model_paths(str(tmp_path))] == ["step_000002.ckpt", "last.ckpt"]
+    (tmp_path / "last.ckpt").write_bytes(b"not a checkpoint")  # kept, so that scoring it says what is wrong
+    assert [p.name for p in quality.model_paths(str(tmp_path))] == ["step_000002.ckpt", "last.ckpt"]
+
+
 def test_lr_schedule_warmup_then_cosine():
     param = torch.nn.Parameter(torch.zeros(1))
     adam = torch.optim.Adam([param], lr=1e-3)

@@ -9,8 +9,8 @@ iterations" is the first iteration whose (clipped) image scores at or below the
 network's. A network that returns its input matches at 0; Johnson's 40k-step networks
 match at 50-100. The last line is the median over photos.
 
-`model` may also be a folder of checkpoints (`checkpoints/hokusai`: every `step_*.ckpt`
-and `last.ckpt` in it) or a list: then each is scored on the same photos and the run
+`model` may also be a folder of checkpoints (`checkpoints/hokusai`: every `step_*.ckpt`,
+and `last.ckpt` unless it is the last of those again) or a list: then each is scored on the same photos and the run
 ends with the quality-per-training-step curve, a table and, with `plot=PNG`, a chart.
 """
 
@@ -86,12 +86,24 @@ def model_paths(spec) -> list:
         folder = Path(str(item))
         if folder.is_dir():
             found = sorted(folder.glob("step_*.ckpt")) + sorted(folder.glob("last.ckpt"))
+            if len(found) > 1 and found[-1].name == "last.ckpt" and _same_step(found[-2], found[-1]):
+                found.pop()  # last.ckpt is the final step_*.ckpt again: one point, not two
             if not found:
                 raise ModelLoadError(f"no step_*.ckpt or last.ckpt in {folder}")
             paths += found
         else:
             paths.append(resolve_model(str(item)))
     return paths
+
+
+def _same_step(step_file, last) -> bool:
+    """Whether last.ckpt was saved at the step in step_file's name (step_002000.ckpt → 2000)."""
+    from stylenet.modelfile import ModelLoadError, load_checkpoint
+
+    try:
+        return int(step_file.stem.removeprefix("step_")) == int(load_checkpoint(last).get("global_step", -1))
+    except (ValueError, TypeError, ModelLoadError):  # a bad last.ckpt stays, to be reported when scored
+        return False
 
 
 def score(cfg, model_path) -> list[dict]:
