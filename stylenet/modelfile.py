@@ -237,9 +237,12 @@ def check_architecture(model: ModelFile) -> tuple[type, dict]:
         raise ModelLoadError(f"{where}: its arch names {', '.join(map(repr, unknown))}, which {cls_name} does not take "
                              f"(it takes {', '.join(params)}); the file was made by another program or version")
     for key, value in arch.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value != int(value):
+        if isinstance(params[key], bool):  # a switch (separable): true or false, nothing else
+            if not isinstance(value, bool):
+                raise ModelLoadError(f"{where}: its arch says {key}={value!r:.40}, not true or false; re-export it with python scripts/export.py")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value != int(value):
             raise ModelLoadError(f"{where}: its arch says {key}={value!r:.40}, not a whole number; re-export it with python scripts/export.py")
-    recorded = {**params, **{k: int(v) for k, v in arch.items()}}
+    recorded = {**params, **{k: v if isinstance(v, bool) else int(v) for k, v in arch.items()}}
     check_finite(where, model.state_dict)
     try:
         actual = cls.arch_of(model.state_dict)

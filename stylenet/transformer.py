@@ -3,7 +3,9 @@
 Reflection padding (no border artefacts), instance norm (Ulyanov et al. 2016: style is a
 per-image statistic), and nearest-upsample-then-convolve instead of transposed
 convolutions (Odena et al. 2016: no checkerboard). `width` and `num_residual` make a
-slimmer network for CPUs one config away.
+slimmer network for CPUs one config away; `kernel` (of the first and last conv) and
+`separable` (depthwise-separable residual and upsampling convs, Howard et al. 2017) make
+`model=mobile`, the real-time path's network (docs/inference.md).
 
 `num_styles > 1` holds several styles in one network (Dumoulin et al. 2017, "A Learned
 Representation for Artistic Style"): every instance norm becomes a conditional one with its
@@ -51,11 +53,16 @@ class ConditionalInstanceNorm2d(nn.Module):
 
 
 class ConvLayer(nn.Sequential):
-    """Reflection pad → conv (→ instance norm → ReLU); with `num_styles > 1` the norm is conditional."""
+    """Reflection pad → conv (→ instance norm → ReLU); with `num_styles > 1` the norm is
+    conditional; `separable`: the conv is depthwise then pointwise."""
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, norm: bool = True, relu: bool = True,
-                 num_styles: int = 1):
-        layers: list[nn.Module] = [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride)]
+                 num_styles: int = 1, separable: bool = False):
+        layers: list[nn.Module] = [nn.ReflectionPad2d(kernel // 2)]
+        if separable:  # depthwise k×k then pointwise 1×1 (MobileNet): ~k² fewer multiply-adds
+            layers += [nn.Conv2d(cin, cin, kernel, stride, groups=cin), nn.Conv2d(cin, cout, 1)]
+        else:
+            layers.append(nn.Conv2d(cin, cout, kernel, stride))
         if norm:
             layers.append(nn.InstanceNorm2d(cout, affine=True) if num_styles == 1 else ConditionalInstanceNorm2d(cout, num_styles))
         if relu:
@@ -71,11 +78,11 @@ class ConvLayer(nn.Sequential):
 class ResidualBlock(nn.Module):
     """Two 3×3 conv layers with an identity skip (He et al. 2016), no ReLU after the sum."""
 
-    def __init__(self, channels: int, num_styles: int = 1):
+    def __init__(self, channels: int, num_styles: int = 1, separable: bool = False):
         super().__init__()
         self.body = nn.Sequential(
-            ConvLayer(channels, channels, 3, num_styles=num_styles),
-            ConvLayer(channels, channels, 3, relu=False, num_styles=num_styles),
+            ConvLayer(channels, channels, 3, num_styles=num_styles, separable=separable),
+            ConvLayer(channels, channels, 3, relu=False, num_styles=num_styles, separable=separable),
         )
 
     def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
@@ -85,9 +92,9 @@ class ResidualBlock(nn.Module):
 class UpsampleConvLayer(nn.Module):
     """Nearest-neighbour ×2 upsampling followed by a conv layer (no checkerboard artefacts)."""
 
-    def __init__(self, cin: int, cout: int, kernel: int = 3, num_styles: int = 1):
+    def __init__(self, cin: int, cout: int, kernel: int = 3, num_styles: int = 1, separable: bool = False):
         super().__init__()
-        self.conv = ConvLayer(cin, cout, kernel, num_styles=num_styles)
+        self.conv = ConvLayer(cin, cout, kernel, num_styles=num_styles, separable=separable)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"), style)
@@ -100,26 +107,31 @@ class TransformerNet(nn.Module):
     the output cropped back, so odd sizes come out exactly as large as they went in.
     """
 
-    def __init__(self, width: int = 32, num_residual: int = 5, num_styles: int = 1):
+    def __init__(self, width: int = 32, num_residual: int = 5, num_styles: int = 1, kernel: int = 9,
+                 separable: bool = False):
         super().__init__()
         if num_styles < 1:
             raise ValueError(f"num_styles must be at least 1, got {num_styles}")
+        if kernel < 1 or kernel % 2 == 0:
+            raise ValueError(f"kernel must be an odd number of pixels, got {kernel}")
         self.width, self.num_residual, self.num_styles = width, num_residual, num_styles
-        w, s = width, num_styles
+        self.kernel, self.separable = int(kernel), bool(separable)
+        w, s, k, sep = width, num_styles, self.kernel, self.separable
         self.encoder = nn.Sequential(
-            ConvLayer(3, w, 9, num_styles=s), ConvLayer(w, 2 * w, 3, stride=2, num_styles=s),
+            ConvLayer(3, w, k, num_styles=s), ConvLayer(w, 2 * w, 3, stride=2, num_styles=s),
             ConvLayer(2 * w, 4 * w, 3, stride=2, num_styles=s),
         )
-        self.residuals = nn.Sequential(*[ResidualBlock(4 * w, num_styles=s) for _ in range(num_residual)])
+        self.residuals = nn.Sequential(*[ResidualBlock(4 * w, num_styles=s, separable=sep) for _ in range(num_residual)])
         self.decoder = nn.Sequential(
-            UpsampleConvLayer(4 * w, 2 * w, num_styles=s),
-            UpsampleConvLayer(2 * w, w, num_styles=s),
-            ConvLayer(w, 3, 9, norm=False, relu=False),
+            UpsampleConvLayer(4 * w, 2 * w, num_styles=s, separable=sep),
+            UpsampleConvLayer(2 * w, w, num_styles=s, separable=sep),
+            ConvLayer(w, 3, k, norm=False, relu=False),
         )
 
-    def arch(self) -> dict[str, int]:
+    def arch(self) -> dict[str, int | bool]:
         """What it takes to rebuild this network (stored in checkpoints and exports)."""
-        return {"width": self.width, "num_residual": self.num_residual, "num_styles": self.num_styles}
+        return {"width": self.width, "num_residual": self.num_residual, "num_styles": self.num_styles,
+                "kernel": self.kernel, "separable": self.separable}
 
     @staticmethod
     def arch_of(state_dict) -> dict[str, int]:
@@ -128,8 +140,11 @@ class TransformerNet(nn.Module):
         norm's γ is (C,) in a plain network and (S, C) in a conditional one."""
         blocks = {key.split(".")[1] for key in state_dict if key.startswith("residuals.")}
         gamma = state_dict["encoder.0.2.weight"]
-        return {"width": int(state_dict["encoder.0.1.weight"].shape[0]), "num_residual": len(blocks),
-                "num_styles": 1 if gamma.dim() == 1 else int(gamma.shape[0])}
+        first = state_dict["encoder.0.1.weight"]
+        return {"width": int(first.shape[0]), "num_residual": len(blocks),
+                "num_styles": 1 if gamma.dim() == 1 else int(gamma.shape[0]), "kernel": int(first.shape[-1]),
+                # depthwise: one input channel per group (a plain 3×3 conv here has 4·width)
+                "separable": bool(state_dict["decoder.0.conv.1.weight"].shape[1] == 1)}
 
     def style_weights(self, style, batch: int, device=None) -> torch.Tensor | None:
         """`style` as weights (B, S) over this network's styles; None for a single-style network.
@@ -188,7 +203,7 @@ def append_styles(state_dict: dict[str, torch.Tensor], count: int) -> dict[str, 
     a new style starts between the known ones instead of from an untrained γ = 1, β = 0."""
     arch = TransformerNet.arch_of(state_dict)
     with torch.device("meta"):
-        grown = TransformerNet(arch["width"], arch["num_residual"], arch["num_styles"] + count)
+        grown = TransformerNet(**{**arch, "num_styles": arch["num_styles"] + count})
     out = dict(state_dict)
     for path, module in grown.named_modules():
         if isinstance(module, ConditionalInstanceNorm2d):

@@ -45,7 +45,7 @@ def test_export_and_checkpoint_load_the_same_network(stylizer, tiny_checkpoint):
     assert torch.equal(stylizer.stylize_tensor(x), from_ckpt.stylize_tensor(x))
     assert stylizer.name == from_ckpt.name == "hokusai"
     assert stylizer.device.type == "cpu" and stylizer.dtype == torch.float32 and not stylizer.channels_last
-    assert stylizer.net.arch() == {"width": 16, "num_residual": 3, "num_styles": 1}
+    assert stylizer.net.arch() == {"width": 16, "num_residual": 3, "num_styles": 1, "kernel": 9, "separable": False}
 
 
 def test_preset_name_resolves_to_its_export(tmp_path, export_path):
@@ -128,7 +128,7 @@ def test_different_architecture(export_path, tmp_path):
     path = tmp_path / "liar.safetensors"
     meta = {**model.metadata, "arch": json.dumps({"class": "TransformerNet", "width": 32, "num_residual": 5})}
     save_file(model.state_dict, str(path), metadata=meta)
-    with pytest.raises(ModelLoadError, match=r"metadata says width=32, num_residual=5, num_styles=1, but its weights are a TransformerNet with width=16, num_residual=3, num_styles=1"):
+    with pytest.raises(ModelLoadError, match=r"metadata says width=32, num_residual=5, num_styles=1, kernel=9, separable=False, but its weights are a TransformerNet with width=16, num_residual=3, num_styles=1, kernel=9"):
         Stylizer.load(path)
     meta["arch"] = json.dumps({"class": "VisionTransformer", "width": 32})
     save_file(model.state_dict, str(path), metadata=meta)

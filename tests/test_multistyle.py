@@ -127,7 +127,7 @@ def test_model_file_styles_are_checked_against_the_tensors(multi_file, tmp_path)
             Stylizer.load(path)
     meta = {**model.metadata, "arch": json.dumps({"class": "TransformerNet", "width": 8, "num_residual": 1, "num_styles": 2})}
     save_file(model.state_dict, str(tmp_path / "liar.safetensors"), metadata=meta)
-    with pytest.raises(ModelLoadError, match="metadata says width=8, num_residual=1, num_styles=2, but its weights .* num_styles=3"):
+    with pytest.raises(ModelLoadError, match="metadata says width=8, num_residual=1, num_styles=2, .*but its weights .* num_styles=3"):
         Stylizer.load(tmp_path / "liar.safetensors")
 
 

@@ -29,7 +29,7 @@ def test_johnson_architecture():
     assert any(isinstance(m, nn.ReflectionPad2d) for m in net.modules())
     assert not any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
     assert sum(isinstance(m, nn.InstanceNorm2d) for m in net.modules()) == 3 + 2 * 5 + 2
-    assert net.arch() == {"width": 32, "num_residual": 5, "num_styles": 1}
+    assert net.arch() == {"width": 32, "num_residual": 5, "num_styles": 1, "kernel": 9, "separable": False}
 
 
 def test_width_and_depth_are_knobs():
@@ -147,8 +147,9 @@ def test_style_argument_errors():
 
 def test_arch_of_reads_the_number_of_styles_and_append_styles_adds_mean_rows():
     multi, plain = multi_and_plain(styles=3)
-    assert TransformerNet.arch_of(multi.state_dict()) == {"width": 8, "num_residual": 1, "num_styles": 3}
-    assert TransformerNet.arch_of(plain.state_dict()) == {"width": 8, "num_residual": 1, "num_styles": 1}
+    johnson = {"kernel": 9, "separable": False}
+    assert TransformerNet.arch_of(multi.state_dict()) == {"width": 8, "num_residual": 1, "num_styles": 3, **johnson}
+    assert TransformerNet.arch_of(plain.state_dict()) == {"width": 8, "num_residual": 1, "num_styles": 1, **johnson}
     grown = append_styles(multi.state_dict(), 2)
     assert TransformerNet.arch_of(grown)["num_styles"] == 5
     old = multi.state_dict()
@@ -169,3 +170,23 @@ def test_only_the_used_styles_get_gradients():
         if isinstance(m, ConditionalInstanceNorm2d):
             assert m.weight.grad[:2].abs().sum() > 0 and torch.equal(m.weight.grad[2], torch.zeros_like(m.weight.grad[2]))
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in net.named_parameters() if p.dim() != 2)
+
+
+@pytest.mark.parametrize("styles", [1, 2])
+def test_mobile_network_separable_convs_small_kernels_and_its_arch_read_back(styles):
+    """model=mobile: depthwise-separable residual and upsampling convs, 5×5 first/last convs;
+    arch_of recovers kernel and separable from the weights alone."""
+    mobile = TransformerNet(width=16, num_residual=3, num_styles=styles, kernel=5, separable=True)
+    slim = TransformerNet(width=16, num_residual=3, num_styles=styles)
+    depthwise = mobile.residuals[0].body[0][1]
+    assert depthwise.groups == 64 and depthwise.weight.shape == (64, 1, 3, 3)
+    assert mobile.encoder[0][1].weight.shape == (16, 3, 5, 5) and mobile.decoder[2][1].weight.shape == (3, 16, 5, 5)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(mobile) < count(slim) / 3
+    assert TransformerNet.arch_of(mobile.state_dict()) == mobile.arch() == {
+        "width": 16, "num_residual": 3, "num_styles": styles, "kernel": 5, "separable": True}
+    x = torch.rand(2, 3, 37, 50)
+    y = mobile(x) if styles == 1 else mobile(x, 1)
+    assert y.shape == x.shape and 0 <= float(y.min()) and float(y.max()) <= 1
+    with pytest.raises(ValueError, match="odd"):
+        TransformerNet(kernel=4)

@@ -25,8 +25,9 @@ from stylenet.transformer import TransformerNet
 
 from . import model_config
 
-#: the table's model names → configs/model/<name>.yaml
-MODELS = {"full": "johnson", "slim": "slim"}
+#: the table's model names → configs/model/<name>.yaml (realtime: mobile at `realtime.scale` of
+#: the frame, upsampled along the photo's edges: stylenet/upsample.py)
+MODELS = {"full": "johnson", "slim": "slim", "mobile": "mobile", "realtime": "mobile"}
 VARIANTS = ("fp32", "channels_last", "fp16", "bf16", "compiled", "onnxruntime")
 LABELS = {"fp32": "fp32 eager", "channels_last": "channels_last", "fp16": "fp16 (GPU)", "bf16": "bf16 (GPU)",
           "compiled": "torch.compile", "onnxruntime": "ONNX Runtime (CPU)"}
@@ -113,17 +114,22 @@ def run(cfg) -> None:
               f"(one run where it takes > {cfg['max_cell_s']} s)")
     rows: list[tuple[str, str, list[str]]] = []
     notes: list[str] = []
+    fps: dict[tuple[str, str, str], float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in cfg["models"]:
             arch = model_config(MODELS[name])
             torch.manual_seed(0)
             net = TransformerNet(**arch).eval().to(device)
             model_label = f"{name} ({arch['width']}ch, {arch['num_residual']} res)"
+            if name == "realtime":
+                model_label = f"realtime (mobile at {float(cfg['realtime']['scale']):g}x, {cfg['realtime']['upsample']['mode']})"
             for variant in variants:
                 label = LABELS[variant] + ("" if variant in ("onnxruntime", *GPU_ONLY) else f" ({device.type})")
                 try:
                     start = time.perf_counter()
                     fn = runner(variant, net, device, Path(tmp))
+                    if name == "realtime":
+                        fn = scaled(fn, cfg["realtime"])
                     if variant in ("compiled", "onnxruntime"):
                         # compile / session set-up, reported apart; at a table size, because inductor's
                         # conv heuristics guard on tensor sizes and recompile when a tiny input crosses them
@@ -147,9 +153,26 @@ def run(cfg) -> None:
                         warnings.simplefilter("ignore")
                         seconds = time_runs(lambda: fn(x), int(cfg["repeat"]), float(cfg["max_cell_s"]))
                     cells.append(cell(1000.0 * seconds / int(cfg["batch"])))
-                    log(f"  {name:5s} {LABELS[variant]:20s} {w}x{h}: {cells[-1].strip()}")
+                    fps[name, variant, f"{w}x{h}"] = int(cfg["batch"]) / seconds
+                    log(f"  {name:8s} {LABELS[variant]:20s} {w}x{h}: {cells[-1].strip()}")
                 rows.append((model_label, label, cells))
     print_table(header, [f"{w}x{h}" for w, h in sizes], rows, notes)
+    for size in [f"{w}x{h}" for w, h in sizes][:1]:
+        if ("realtime", "fp32", size) in fps and ("full", "fp32", size) in fps:
+            ratio = fps["realtime", "fp32", size] / fps["full", "fp32", size]
+            print(f"realtime/full fps ratio at {size}: {ratio:.2f}")
+
+
+def scaled(fn: Callable[[torch.Tensor], object], realtime) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A variant's runner at the real-time path's internal resolution, upsampled back."""
+    from stylenet.upsample import options, render_scaled
+
+    def network(x: torch.Tensor) -> torch.Tensor:
+        y = fn(x)
+        return torch.from_numpy(y[0]).to(x.device) if isinstance(y, list) else y.float()
+
+    up = options(realtime["upsample"])
+    return lambda x: render_scaled(network, x.float(), float(realtime["scale"]), **up)
 
 
 def print_table(header: str, columns: list[str], rows, notes: list[str]) -> None:

@@ -77,6 +77,16 @@ def number(cfg, key: str, kind: type = float):
         raise UserError(f"{key}={value!r} is not a {'whole number' if kind is int else 'number'}") from None
 
 
+def render_options(cfg) -> dict:
+    """The real-time path's options (`scale=`, the `upsample:` block) as Stylizer keyword arguments."""
+    block = cfg.get("upsample") or {}
+    upsample = {"mode": str(block.get("mode", "guided"))}
+    for key, kind in (("radius", int), ("eps", float)):
+        if key in block:
+            upsample[key] = number({f"upsample.{key}": block[key]}, f"upsample.{key}", kind)
+    return {"scale": number(cfg, "scale"), "upsample": upsample}
+
+
 def quote_odd_values(argv: Sequence[str]) -> list[str]:
     """`key=value` overrides that Hydra's grammar cannot read unquoted (a path with `ü`, `{`, `=`)
     quoted for it: asked of Hydra's own override parser, so everything it reads passes unchanged."""

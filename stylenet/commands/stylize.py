@@ -100,7 +100,8 @@ def stylize(cfg) -> int:
     if not src.exists():
         raise ValueError(f"input not found: {src}")
     sizes = {key: app.number(cfg, key, int) for key in ("batch_size", "tile_size", "max_pixels")}
-    stylizer = Stylizer.load(str(cfg.model), device=cfg.device, precision=cfg.precision, compile=bool(cfg.compile), **sizes)
+    stylizer = Stylizer.load(str(cfg.model), device=cfg.device, precision=cfg.precision, compile=bool(cfg.compile), **sizes,
+                              **app.render_options(cfg))
     stylizer.style_weights(options["style"])  # an unknown style name: the error before any file is read
     video = {"batch_size": sizes["batch_size"], "stabilize": dict(cfg.stabilizer) if cfg.stabilize else None}
     if src.is_dir():

@@ -18,8 +18,8 @@ def webcam(cfg) -> None:
 
     if cfg.output and not cfg.headless:
         raise UserError("output= is written only with headless=true")
-    stylizers = [Stylizer.load(str(m), device=cfg.device, precision=cfg.precision, compile=bool(cfg.compile))
-                 for m in app.as_list(cfg.model)]
+    stylizers = [Stylizer.load(str(m), device=cfg.device, precision=cfg.precision, compile=bool(cfg.compile),
+                               **app.render_options(cfg)) for m in app.as_list(cfg.model)]
     if not stylizers:
         raise UserError("model= names no style")
     blends = [app.number({"blends": b}, "blends") for b in app.as_list(cfg.blends or [])]

@@ -1,0 +1,72 @@
+"""The real-time path's internal resolution: guided upsampling and Stylizer(scale=...)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stylenet.inference import Stylizer
+from stylenet.transformer import TransformerNet
+from stylenet.upsample import downscale, guided_upsample, luma, render_scaled
+
+
+def textured(h=48, w=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return F.interpolate(torch.rand(1, 1, h // 4, w // 4, generator=g), size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+def test_an_output_linear_in_the_guide_comes_back_at_full_resolution():
+    """out = 2·guide + 0.1 at low resolution: the local gain is 2 everywhere, so the full-size
+    result is 2·(full-size guide) + 0.1, edges the bilinear upsampling lost included."""
+    high = textured()
+    low = downscale(high, 0.5)
+    out = guided_upsample(2 * low + 0.1, low, high, radius=2, eps=1e-8)
+    assert out.shape == (1, 1, 48, 64)
+    assert torch.allclose(out, 2 * high + 0.1, atol=2e-3)
+    bilinear = F.interpolate(2 * low + 0.1, size=(48, 64), mode="bilinear", align_corners=False)
+    assert (bilinear - (2 * high + 0.1)).abs().max() > 20 * (out - (2 * high + 0.1)).abs().max()
+
+
+def test_where_the_photo_is_flat_the_strokes_pass_as_bilinear():
+    flat = torch.full((1, 1, 48, 64), 0.5)
+    strokes = torch.rand(1, 3, 24, 32)
+    out = guided_upsample(strokes, downscale(flat, 0.5), flat, radius=2, eps=1e-3)
+    assert torch.allclose(out, F.interpolate(strokes, size=(48, 64), mode="bilinear", align_corners=False), atol=1e-5)
+
+
+def test_render_scaled_runs_the_network_on_the_smaller_picture():
+    seen = []
+
+    def network(x):
+        seen.append(tuple(x.shape[-2:]))
+        return x * 0.5
+
+    x = textured(60, 80).expand(2, 3, 60, 80).contiguous()  # grey: every channel is its luminance
+    assert torch.equal(render_scaled(network, x, 1.0), x * 0.5) and seen == [(60, 80)]
+    y = render_scaled(network, x, 0.5)
+    assert seen[-1] == (30, 40) and y.shape == x.shape
+    # a network that only scales a grey picture is linear in its luminance: guided upsampling restores it
+    assert (y - x * 0.5).abs().mean() < 0.5 * (render_scaled(network, x, 0.5, mode="bilinear") - x * 0.5).abs().mean()
+    with pytest.raises(ValueError, match="scale"):
+        render_scaled(network, x, 1.5)
+    with pytest.raises(ValueError, match="upsample mode"):
+        render_scaled(network, x, 0.5, mode="nearest")
+
+
+def test_stylizer_scale_keeps_the_size_and_does_a_quarter_of_the_work(tmp_path):
+    torch.manual_seed(0)
+    net = TransformerNet(width=8, num_residual=1, kernel=5, separable=True)
+    sizes = []
+    net.encoder.register_forward_pre_hook(lambda module, args: sizes.append(tuple(args[0].shape[-2:])))
+    fast = Stylizer(net, device="cpu", scale=0.5)
+    y = fast.stylize_tensor(torch.rand(1, 3, 64, 96))
+    assert y.shape == (1, 3, 64, 96) and sizes == [(32, 48)]
+    assert 0 <= float(y.min()) and float(y.max()) <= 1
+    with pytest.raises(ValueError, match="scale"):
+        Stylizer(net, device="cpu", scale=0)
+    with pytest.raises(ValueError, match="upsample mode"):
+        Stylizer(net, device="cpu", scale=0.5, upsample={"mode": "lanczos"})
+
+
+def test_luma_is_bt601():
+    x = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)
+    assert torch.allclose(luma(x), torch.tensor(0.299))
