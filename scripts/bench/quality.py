@@ -118,7 +118,8 @@ def score(cfg, model_path) -> list[dict]:
     size, cap = int(cfg["size"]), int(cfg["max_iterations"])
     steps = stylizer.metadata.get("training_steps", "")
     print(f"model {model_path} ({stylizer.name}, {steps} training steps); objective {loss['network']} "
-          f"(normalize={weights['normalize']}); {source}; {size}² photos; Gatys: L-BFGS from the photo, at most {cap} iterations")
+          f"(normalize={weights['normalize']}); {source}; {size}² photos{_scaled(stylizer)}; Gatys: L-BFGS from the photo, "
+          f"at most {cap} iterations")
 
     rows, tiles, labels = [], [], []
     for path in _content_paths(cfg["content"])[: int(cfg["max_images"])]:
@@ -138,6 +139,11 @@ def score(cfg, model_path) -> list[dict]:
         print(f"side by side: {save_image(contact_sheet(tiles, labels, nrow=3), cfg['output'])}")
     print(f"median Gatys iterations matched: {median_matched(rows, cap)}")
     return rows
+
+
+def _scaled(stylizer) -> str:
+    scale = getattr(stylizer, "scale", 1.0)
+    return "" if scale == 1 else f" (network at {scale:g}x, {stylizer.upsample['mode']} upsampling)"
 
 
 def format_curve(curve: list[dict]) -> str:
