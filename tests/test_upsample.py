@@ -1,10 +1,12 @@
 """The real-time path's internal resolution: guided upsampling and Stylizer(scale=...)."""
 
 import pytest
+import onnxruntime as ort
 import torch
 import torch.nn.functional as F
 
 from stylenet.inference import Stylizer
+from stylenet.modelfile import read_model_file
 from stylenet.transformer import TransformerNet
 from stylenet.upsample import downscale, guided_upsample, luma, render_scaled
 
@@ -70,3 +72,25 @@ def test_stylizer_scale_keeps_the_size_and_does_a_quarter_of_the_work(tmp_path):
 def test_luma_is_bt601():
     x = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)
     assert torch.allclose(luma(x), torch.tensor(0.299))
+
+
+def test_model_mobile_trains_exports_and_runs_the_real_time_path(tmp_path, one_thread):
+    """The real-time path is one flag away everywhere: train with model=mobile, the export
+    records it (and its ONNX graph agrees), the Stylizer runs it at scale=0.5."""
+    from stylenet.export import export
+    from stylenet.train import run
+
+    from .conftest import compose, make_images, tiny_overrides
+
+    last = run(compose([*tiny_overrides(tmp_path, make_images(tmp_path / "photos")), "model=mobile"]), tmp_path / "run")
+    paths = export(last, formats=("safetensors", "onnx"), out_dir=tmp_path / "export")
+    safetensors = paths["safetensors"]
+    model = read_model_file(safetensors)
+    assert model.arch["kernel"] == 5 and model.arch["separable"] is True
+    stylizer = Stylizer.load(safetensors, device="cpu", scale=0.5)
+    x = torch.rand(1, 3, 48, 64)
+    assert stylizer.stylize_tensor(x).shape == x.shape
+    full = Stylizer.load(safetensors, device="cpu")
+    session = ort.InferenceSession(str(paths["onnx"]), providers=["CPUExecutionProvider"])
+    (onnx_out,) = session.run(None, {"image": x.numpy()})
+    assert torch.allclose(torch.from_numpy(onnx_out), full.stylize_tensor(x), atol=1e-4)
