@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import cv2
 import numpy as np
+
+from .opencv import cv2
 
 #: DIS presets by name (ultrafast is real time on a laptop CPU; medium is the metric's default)
 PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,

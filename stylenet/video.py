@@ -1,24 +1,29 @@
 """Live capture: stylize a camera feed (or a video played like one) in real time.
 
 OpenCV does the capture (VideoCapture) and the window; files are written by
-`videofile.FrameWriter` (PyAV: H.264, exact sizes). A live source gets a capture thread that
-keeps only the newest frame: when inference is slower than the camera, frames are dropped,
-never queued, so the picture never lags. Whole video files are `videofile.stylize_video`.
+`videofile.FrameWriter` (PyAV: H.264, exact sizes), a virtual camera by `virtualcam.py`. A
+live source gets a capture thread that keeps only the newest frame: when inference is slower
+than the camera, frames are dropped, never queued, so the picture never lags. Whole video
+files are `videofile.stylize_video`. Before a window opens, `display_problem` checks there is
+a display to open it on: opencv-python's Qt aborts the whole process where there is none.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from .errors import UserError
+from .opencv import cv2
 from .videofile import FrameWriter, VideoStats, stylize_video  # noqa: F401  (files: videofile.py)
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv")
@@ -34,7 +39,7 @@ class CameraError(VideoError):
 
 
 class NoGUIError(VideoError):
-    """OpenCV was built without a window system (opencv-python-headless)."""
+    """No window possible: OpenCV built without a window system (opencv-python-headless), or no display."""
 
 
 def is_video_path(path: str | os.PathLike) -> bool:
@@ -244,11 +249,85 @@ class FpsMeter:
         return (len(self.times) - 1) / max(1e-9, self.times[-1] - self.times[0])
 
 
-def open_window(name: str) -> None:
+RUN_HEADLESS = "run without a window: headless=true output=OUT.mp4 (a file) or headless=true virtual_cam=true (a virtual camera)"
+
+
+def _qt_needs_x11() -> bool:
+    """opencv-python's window is Qt with only the X11 (xcb) platform plugin: no Wayland of its own."""
+    platforms = Path(cv2.__file__).parent / "qt" / "plugins" / "platforms"
+    return platforms.is_dir() and not any("wayland" in p.name for p in platforms.iterdir())
+
+
+def _x_unreachable(display: str, timeout: float = 2.0) -> str | None:
+    """Why the X server of `display` (`[host]:N[.S]`) takes no connection, or None if it does
+    (or the name is one this check does not know: then Qt decides)."""
+    m = re.fullmatch(r"(?P<host>[^:]*):(?P<num>\d+)(\.\d+)?", display)
+    if not m:
+        return None
+    host, num = m["host"], int(m["num"])
+    if host in ("", "unix"):
+        path = f"/tmp/.X11-unix/X{num}"
+        for address in ("\0" + path, path):  # Linux's abstract socket first, then the file
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(timeout)
+                try:
+                    sock.connect(address)
+                    return None
+                except OSError as exc:
+                    reason = f"{path}: {exc.strerror or exc}"
+        return reason
     try:
-        cv2.namedWindow(name, cv2.WINDOW_AUTOSIZE)
-    except cv2.error:
-        raise NoGUIError("no GUI available: install opencv-python or use headless=true output=OUT.mp4") from None
+        socket.create_connection((host, 6000 + num), timeout=timeout).close()
+        return None
+    except OSError as exc:
+        return f"{host}:{6000 + num}: {exc.strerror or exc}"
+
+
+def display_problem(env=None, platform: str | None = None) -> str | None:
+    """Why no window can open here, or None. Windows and macOS always have one; elsewhere
+    OpenCV's window needs an X display (DISPLAY; opencv-python's Qt has no Wayland plugin)
+    unless QT_QPA_PLATFORM picks another Qt platform. Checked before the first window call,
+    because Qt aborts the process (SIGABRT, no Python exception) when it finds no display."""
+    env, platform = os.environ if env is None else env, platform or sys.platform
+    if platform.startswith(("win", "darwin", "cygwin")) or env.get("QT_QPA_PLATFORM"):
+        return None
+    display = env.get("DISPLAY", "")
+    if not display:
+        if env.get("WAYLAND_DISPLAY"):
+            return None if not _qt_needs_x11() else (
+                "OpenCV's window needs X11 (DISPLAY), and this Wayland session sets no DISPLAY (XWayland off)")
+        return "no display to open the window on (neither DISPLAY nor WAYLAND_DISPLAY is set)"
+    if reason := _x_unreachable(display):
+        return f"cannot connect to the X display DISPLAY={display} ({reason})"
+    return None
+
+
+def check_display() -> None:
+    """A NoGUIError (one line: the problem, the headless way) where no window can open."""
+    if problem := display_problem():
+        raise NoGUIError(f"{problem}; {RUN_HEADLESS}")
+
+
+def open_window(name: str) -> None:
+    check_display()
+    try:
+        cv2.namedWindow(name, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)  # the picture only: no Qt toolbar
+    except cv2.error as exc:
+        if "not implemented" in str(exc).lower():
+            raise NoGUIError("this OpenCV has no window support (opencv-python-headless): "
+                             "pip uninstall -y opencv-python-headless && pip install --force-reinstall --no-deps opencv-python "
+                             "(the two share the cv2 folder); "
+                             f"or {RUN_HEADLESS}") from None
+        raise NoGUIError(f"cannot open a window: {' '.join(str(exc).split())}; or {RUN_HEADLESS}") from None
+
+
+def capture_size(cap) -> tuple[int, int] | None:
+    """(w, h) the capture says its frames have, None if it does not say."""
+    try:
+        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    except (TypeError, ValueError, OverflowError, cv2.error):
+        return None
+    return (w, h) if w > 0 and h > 0 else None
 
 
 @dataclass
@@ -268,15 +347,18 @@ def run_live(stylizers: Sequence, source=0, *, headless: bool = False, output: s
              max_frames: int = 0, strength: float = 1.0, preserve_color: bool = False, side_by_side: bool = False,
              overlay: bool = True, snapshot_dir: str | os.PathLike = "snapshots", window: str = "stylenet",
              realtime: bool = True, first_frame_timeout: float = 10.0, stabilizer=None,
-             blends: Sequence[float] = (), log: Callable[[str], None] = print) -> LiveStats:
-    """The webcam loop: capture thread → stylize the newest frame → window (or file when headless).
+             blends: Sequence[float] = (), virtual_cam: bool = False, log: Callable[[str], None] = print) -> LiveStats:
+    """The webcam loop: capture thread → stylize the newest frame → window (or file when headless)
+    and/or a virtual camera (`virtual_cam`: what the window shows, without the overlay text).
 
     A video file source plays like a camera (at its frame rate, late frames dropped) unless
     realtime=False: then every frame is shown, as fast as inference allows. `stabilizer`
     (`temporal.Stabilizer`) blends each output with the flow-warped previous one (no flicker);
     it starts afresh when the style changes. A multi-style file's styles are keys of their own
     (`live_styles`); key b steps the current one through `blends` (the share of the file's next
-    style), then back to the pure style.
+    style), then back to the pure style. A key acts on the next frame stylized after it; the
+    FPS shown and `LiveStats.fps` are measured end to end: frames shown (or written, or sent)
+    over the wall time from the first frame to the last.
     """
     if not stylizers:
         raise ValueError("no styles given")
@@ -288,10 +370,22 @@ def run_live(stylizers: Sequence, source=0, *, headless: bool = False, output: s
     grabber = LatestFrame(cap, pace_fps=fps_src if realtime and not camera else None, drop=realtime or camera)
     state = LiveState(side_by_side=side_by_side, preserve_color=preserve_color)
     meter, writer, frames, snapshots = FpsMeter(), None, 0, []
-    start, completed, shown_style = None, False, None
+    start, completed, shown_style, window_open, vcam = None, False, None, False, None
+
+    def open_virtual_camera(size: tuple[int, int]):
+        from .virtualcam import VirtualCamera
+
+        cam = VirtualCamera(*size, fps_src)
+        log(f"virtual camera: {cam.device}{f' ({cam.backend})' if cam.backend else ''}, "
+            f"{size[0]}x{size[1]} at {fps_src:g} fps")
+        return cam
+
     try:
+        if virtual_cam and (size := capture_size(cap)):
+            vcam = open_virtual_camera(size)  # before the window: a missing backend is an error, not a flash
         if not headless:
             open_window(window)
+            window_open = True
             log(KEYS_HELP)
         grabber.start()
         timeout = first_frame_timeout
@@ -314,6 +408,9 @@ def run_live(stylizers: Sequence, source=0, *, headless: bool = False, output: s
                     shown_style = (state.index, state.blend, state.preserve_color)
                 stylized = stabilizer(frame, stylized)
             view = compose_view(frame, stylized, state.side_by_side)
+            if virtual_cam:
+                vcam = vcam or open_virtual_camera((frame.shape[1], frame.shape[0]))
+                vcam.send(view)
             meter.tick()
             if overlay:
                 draw_overlay(view, f"{label}  {meter.fps:.1f} FPS")
@@ -339,7 +436,9 @@ def run_live(stylizers: Sequence, source=0, *, headless: bool = False, output: s
         grabber.stop()
         cap.release()
         written = writer.close(commit=completed) if writer else None
-        if not headless:
+        if vcam is not None:
+            vcam.close()
+        if window_open:
             try:
                 cv2.destroyAllWindows()
             except cv2.error:

@@ -282,11 +282,11 @@ def test_writer_rejects_sizes_it_was_not_opened_for(tmp_path):
 
 def test_webcam_cli_errors(capsys, export_path):
     webcam = load_script("webcam")
-    assert webcam.main([f"model={export_path}", "source=99"]) == 2
+    assert webcam.main([f"model={export_path}", "source=99", "headless=true"]) == 2
     assert "error: no camera at index 99" in capsys.readouterr().err
     assert webcam.main([f"model={export_path}", "output=x.mp4"]) == 2
     assert "output= is written only with headless=true" in capsys.readouterr().err
-    assert webcam.main(["model=nonexistent_style"]) == 2
+    assert webcam.main(["model=nonexistent_style", "headless=true"]) == 2
     assert "no model file or exported preset named 'nonexistent_style'" in capsys.readouterr().err
 
 
@@ -371,3 +371,60 @@ def test_capture_and_inference_overlap(stylizer, monkeypatch):
     finally:
         del stylizer.stylize
     assert stats.frames == 3 and all("stylenet-capture" in n for n in names) and stats.dropped >= 1
+
+
+class Painter:
+    """A stylizer that paints its number: which style made a frame, and with which options."""
+
+    def __init__(self, name: str, value: int):
+        self.name, self.value, self.calls = name, value, []
+
+    def stylize(self, frame, *, bgr, strength, preserve_color):
+        self.calls.append(preserve_color)
+        out = np.full_like(frame, self.value)
+        out[..., 0] = 7 if preserve_color else self.value
+        return out
+
+
+def test_window_keys_act_on_the_next_frame(monkeypatch, clip, tmp_path):
+    """The loop's own key path (cv2.waitKey → handle_key) with cv2's window calls recorded:
+    tests/test_window.py does the same through a real window under Xvfb."""
+    keys = {2: "n", 4: "o", 6: "c", 8: "s", 10: "q"}  # pressed while the Nth frame is on screen
+    shown = []
+    monkeypatch.setattr("stylenet.video.display_problem", lambda: None)
+    monkeypatch.setattr(cv2, "namedWindow", lambda *args: None)
+    monkeypatch.setattr(cv2, "imshow", lambda name, view: shown.append(view.copy()))
+    monkeypatch.setattr(cv2, "waitKey", lambda ms: ord(keys[len(shown)]) if len(shown) in keys else -1)
+    monkeypatch.setattr(cv2, "destroyAllWindows", lambda: None)
+    a, b = Painter("a", 100), Painter("b", 200)
+    stats = run_live([a, b], str(clip), overlay=False, realtime=False, snapshot_dir=tmp_path / "snaps", log=lambda s: None)
+    assert stats.frames == len(shown) == 10  # q after the 10th of 12 frames
+    assert [int(v[0, 0, 1]) for v in shown[:3]] == [100, 100, 200]  # n: the very next frame has the next style
+    assert shown[3].shape == (H, W, 3) and shown[4].shape == (H, 2 * W, 3)  # o: side by side from the next frame
+    frames = read_all(clip)
+    assert np.array_equal(shown[4][:, :W], frames[4]) and (shown[4][:, W:] == 200).all()
+    assert b.calls == [False] * 4 + [True] * 4  # c (on frame 6): colours kept from frame 7 on
+    assert (shown[5][:, W:, 0] == 200).all() and (shown[6][:, W:, 0] == 7).all()
+    (snap,) = stats.snapshots  # s: the view on screen when it was pressed
+    assert snap.parent == tmp_path / "snaps" and np.array_equal(cv2.imread(str(snap)), shown[7])
+
+
+def test_printed_fps_is_the_measured_end_to_end_rate(monkeypatch):
+    """frames shown / wall time, inference included: never more than the stylizer allows."""
+    monkeypatch.setattr("stylenet.video.open_capture", lambda source: EndlessCamera())
+    overlays = []
+    monkeypatch.setattr("stylenet.video.draw_overlay", lambda view, text: overlays.append(text))
+
+    class Slow(Painter):
+        def stylize(self, frame, **kwargs):
+            time.sleep(0.04)
+            return frame.copy()
+
+    began = time.perf_counter()
+    stats = run_live([Slow("slow", 0)], 0, headless=True, max_frames=10, log=lambda s: None)
+    wall = time.perf_counter() - began
+    assert stats.frames == 10 and stats.fps == stats.frames / stats.seconds
+    assert 10 / wall <= stats.fps <= 1 / 0.04  # within the run's wall time; not above 25 frames/s of 40 ms each
+    assert stats.fps == pytest.approx(10 / wall, rel=0.2)
+    shown_fps = float(re.fullmatch(r"slow  (\d+\.\d) FPS", overlays[-1]).group(1))  # the overlay measures the same
+    assert shown_fps == pytest.approx(stats.fps, rel=0.2)

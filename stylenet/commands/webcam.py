@@ -1,5 +1,7 @@
 """`python scripts/webcam.py model=a,b [source=0|VIDEO_FILE]` / `stylenet-webcam`: live style transfer
-in a window, or headless into a file (configs/tools/webcam.yaml, docs/inference.md)."""
+in a window, headless into a file, and/or into a virtual camera (configs/tools/webcam.yaml,
+docs/inference.md). What cannot work here (no display for the window, no pyvirtualcam) is an
+error before the models load."""
 
 from __future__ import annotations
 
@@ -14,10 +16,17 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # a missing camera is our er
 def webcam(cfg) -> None:
     from ..errors import UserError
     from ..inference import Stylizer
-    from ..video import live_styles, run_live
+    from ..video import check_display, live_styles, run_live
 
     if cfg.output and not cfg.headless:
         raise UserError("output= is written only with headless=true")
+    virtual_cam = bool(cfg.get("virtual_cam", False))
+    if not cfg.headless:
+        check_display()
+    if virtual_cam:
+        from ..virtualcam import require
+
+        require()
     stylizers = [Stylizer.load(str(m), device=cfg.device, precision=cfg.precision, compile=bool(cfg.compile),
                                **app.render_options(cfg)) for m in app.as_list(cfg.model)]
     if not stylizers:
@@ -35,7 +44,7 @@ def webcam(cfg) -> None:
         stylizers, cfg.source, headless=bool(cfg.headless), output=cfg.output, max_frames=app.number(cfg, "max_frames", int) if cfg.max_frames else 0,
         strength=app.number(cfg, "strength"), preserve_color=bool(cfg.preserve_color), side_by_side=bool(cfg.side_by_side),
         overlay=bool(cfg.overlay), snapshot_dir=cfg.snapshot_dir, realtime=bool(cfg.realtime), stabilizer=stabilizer,
-        blends=blends,
+        blends=blends, virtual_cam=virtual_cam,
     )
     print(f"frames: {stats.frames} (dropped at capture: {stats.dropped})")
     if stats.output:
