@@ -13,17 +13,10 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from .device import cpu_has_fast_bf16
+
 #: on/off switches; each may also be `auto` (decided per device by `resolve_speed`)
 SPEED_SWITCHES = ("single_pass", "truncate_content", "channels_last", "autocast", "compile", "cudnn_benchmark", "lossnet_half")
-
-
-def cpu_has_fast_bf16() -> bool:
-    """True where oneDNN runs bf16 convolutions natively (AMX or AVX512-BF16); elsewhere CPU bf16 is emulated and slower."""
-    cpu = getattr(torch, "cpu", None)
-    try:
-        return bool(cpu._is_amx_tile_supported() or cpu._is_avx512_bf16_supported())
-    except AttributeError:  # pragma: no cover - older torch
-        return False
 
 
 def resolve_speed(speed: Mapping | None, device: torch.device | str = "cpu") -> dict:

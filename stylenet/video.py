@@ -347,7 +347,8 @@ def run_live(stylizers: Sequence, source=0, *, headless: bool = False, output: s
              max_frames: int = 0, strength: float = 1.0, preserve_color: bool = False, side_by_side: bool = False,
              overlay: bool = True, snapshot_dir: str | os.PathLike = "snapshots", window: str = "stylenet",
              realtime: bool = True, first_frame_timeout: float = 10.0, stabilizer=None,
-             blends: Sequence[float] = (), virtual_cam: bool = False, log: Callable[[str], None] = print) -> LiveStats:
+             blends: Sequence[float] = (), virtual_cam: bool = False, encoder_preset: str = "veryfast",
+             log: Callable[[str], None] = print) -> LiveStats:
     """The webcam loop: capture thread → stylize the newest frame → window (or file when headless)
     and/or a virtual camera (`virtual_cam`: what the window shows, without the overlay text).
 
@@ -417,7 +418,7 @@ def run_live(stylizers: Sequence, source=0, *, headless: bool = False, output: s
             frames += 1
             if headless:
                 if output is not None:
-                    writer = writer or FrameWriter(output, fps_src, (view.shape[1], view.shape[0]))
+                    writer = writer or FrameWriter(output, fps_src, (view.shape[1], view.shape[0]), preset=encoder_preset)
                     writer.write(view)
             else:
                 cv2.imshow(window, view)

@@ -88,9 +88,13 @@ def _pix_fmt(codec: str, width: int, height: int) -> str:
 
 
 class FrameWriter:
-    """Encode BGR uint8 frames at a constant rate into `path`, with an optional audio stream."""
+    """Encode BGR uint8 frames at a constant rate into `path`, with an optional audio stream.
 
-    def __init__(self, path: str | os.PathLike, fps: Fraction | float, size: tuple[int, int], audio_template=None, crf: int = 18):
+    `preset` is x264's speed/size trade: `medium` for files (stylize), `veryfast` for the live
+    loop, where encoding a 640x480 frame at `medium` cost 13 ms of a 66 ms frame on 2 cores."""
+
+    def __init__(self, path: str | os.PathLike, fps: Fraction | float, size: tuple[int, int], audio_template=None, crf: int = 18,
+                 preset: str = "medium"):
         import av
 
         self.path, self.size, self.frames = Path(path), (int(size[0]), int(size[1])), 0
@@ -104,7 +108,7 @@ class FrameWriter:
             self.video.width, self.video.height = self.size
             self.video.pix_fmt = _pix_fmt(self.codec, *self.size)
             if self.codec == "libx264":
-                self.video.options = {"crf": str(crf), "preset": "medium"}
+                self.video.options = {"crf": str(crf), "preset": preset}
             elif self.codec in ("mpeg4", "mjpeg"):
                 self.video.codec_context.qscale = 3
                 self.video.codec_context.flags |= "QSCALE"

@@ -27,6 +27,16 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fp32_inference():
+    """precision=auto means bf16 on CPUs with native bf16 (AMX) and fp32 elsewhere: in-process
+    tests (session fixtures included) see fp32 on every CPU kind, so exact comparisons hold
+    wherever CI runs (the choice itself is tested in test_inference.py)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("stylenet.device.cpu_has_fast_bf16", lambda: False)
+        yield
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny images: OpenMP sync costs more than a second thread gains (a lot more on a busy machine)."""

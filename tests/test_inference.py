@@ -339,3 +339,19 @@ def test_stylizer_tiles_large_images_automatically(slim_net):
     hook.remove()
     untiled = np.asarray(s.stylize(image, tile=False), dtype=float)
     assert np.abs(np.asarray(out, dtype=float) - untiled).mean() < 8  # same picture, statistics aside
+
+
+def test_precision_auto_is_bf16_only_where_the_cpu_runs_it_natively(export_path, monkeypatch):
+    from stylenet.device import inference_dtype
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr("stylenet.device.cpu_has_fast_bf16", lambda: True)
+    assert inference_dtype("auto", cpu) == torch.bfloat16 and inference_dtype("auto", cuda) == torch.float32
+    assert inference_dtype("fp32", cpu) == torch.float32
+    native = Stylizer.load(export_path, device="cpu")
+    assert native.dtype == torch.bfloat16
+    x = torch.rand(1, 3, 40, 56)
+    y, reference = native.stylize_tensor(x), Stylizer.load(export_path, device="cpu", precision="fp32").stylize_tensor(x)
+    assert y.dtype == torch.float32 and (y - reference).abs().mean() < 2 / 255  # invisible in 8-bit output
+    monkeypatch.setattr("stylenet.device.cpu_has_fast_bf16", lambda: False)
+    assert inference_dtype("auto", cpu) == torch.float32

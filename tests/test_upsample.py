@@ -94,3 +94,11 @@ def test_model_mobile_trains_exports_and_runs_the_real_time_path(tmp_path, one_t
     session = ort.InferenceSession(str(paths["onnx"]), providers=["CPUExecutionProvider"])
     (onnx_out,) = session.run(None, {"image": x.numpy()})
     assert torch.allclose(torch.from_numpy(onnx_out), full.stylize_tensor(x), atol=1e-4)
+
+
+def test_separable_box_equals_the_2d_window_mean_borders_included():
+    from stylenet.upsample import box
+
+    x = torch.rand(2, 5, 13, 17)
+    expected = F.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=False)
+    assert torch.allclose(box(x, 2), expected, atol=1e-6)

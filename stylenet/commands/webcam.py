@@ -44,7 +44,7 @@ def webcam(cfg) -> None:
         stylizers, cfg.source, headless=bool(cfg.headless), output=cfg.output, max_frames=app.number(cfg, "max_frames", int) if cfg.max_frames else 0,
         strength=app.number(cfg, "strength"), preserve_color=bool(cfg.preserve_color), side_by_side=bool(cfg.side_by_side),
         overlay=bool(cfg.overlay), snapshot_dir=cfg.snapshot_dir, realtime=bool(cfg.realtime), stabilizer=stabilizer,
-        blends=blends, virtual_cam=virtual_cam,
+        blends=blends, encoder_preset=str(cfg.encoder_preset), virtual_cam=virtual_cam,
     )
     print(f"frames: {stats.frames} (dropped at capture: {stats.dropped})")
     if stats.output:
