@@ -102,3 +102,15 @@ def test_separable_box_equals_the_2d_window_mean_borders_included():
     x = torch.rand(2, 5, 13, 17)
     expected = F.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=False)
     assert torch.allclose(box(x, 2), expected, atol=1e-6)
+
+
+def test_infer_benchmark_puts_the_real_time_path_beside_the_full_network(capsys, one_thread):
+    from .conftest import load_script
+
+    code = load_script("benchmark").main(["mode=infer", "models=[full,realtime]", "variants=[fp32]", "sizes=[160x120]",
+                                          "repeat=1", "device=cpu"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "| realtime (mobile at 0.5x, guided) | fp32 eager (cpu) |" in out and "| full (32ch, 5 res)" in out
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("realtime/full fps ratio at 160x120: ") and float(last.rsplit(" ", 1)[1]) > 2
