@@ -59,7 +59,7 @@ def guided_upsample(low_out: torch.Tensor, low_guide: torch.Tensor, high_guide: 
     gain = box((mean_ip - mean_i * mean_p) / (mean_ii - mean_i * mean_i + eps), radius)
     size = high_guide.shape[-2:]
     up = F.interpolate(torch.cat([low_out, gain, low_guide], 1), size=size, mode="bilinear", align_corners=False)
-    out_up, gain_up, guide_up = up.split([low_out.shape[1], low_out.shape[1], 1], dim=1)
+    out_up, gain_up, guide_up = up.split([c, c, 1], dim=1)
     return out_up + gain_up * (high_guide - guide_up)
 
 
@@ -70,14 +70,19 @@ def downscale(x: torch.Tensor, scale: float) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
-def render_scaled(network: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scale: float = 1.0,
-                  mode: str = "guided", radius: int = 2, eps: float = 1e-3) -> torch.Tensor:
-    """network(x) computed at `scale` of x's resolution and brought back to x's size
-    (scale 1: network(x) unchanged). x: (B,3,H,W) in [0,1]."""
+def check(scale: float, mode: str) -> None:
+    """A ValueError for a scale outside (0, 1] or an unknown upsample mode."""
     if not 0 < scale <= 1:
         raise ValueError(f"scale must be in (0, 1], got {scale}")
     if mode not in MODES:
         raise ValueError(f"unknown upsample mode {mode!r}; use {' or '.join(MODES)}")
+
+
+def render_scaled(network: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scale: float = 1.0,
+                  mode: str = "guided", radius: int = 2, eps: float = 1e-3) -> torch.Tensor:
+    """network(x) computed at `scale` of x's resolution and brought back to x's size
+    (scale 1: network(x) unchanged). x: (B,3,H,W) in [0,1]."""
+    check(scale, mode)
     if scale == 1:
         return network(x)
     small = downscale(x, scale)

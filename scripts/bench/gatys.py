@@ -119,11 +119,10 @@ def scored_model(cfg, model_path, precision: str):
     from stylenet.losses import perceptual_weights
     from stylenet.lossnet import LossNetwork
     from stylenet.optimize import OptimizeError
-
     from stylenet.upsample import options
 
     stylizer = Stylizer.load(model_path, device=cfg["device"], precision=precision,
-                             scale=float(cfg.get("scale") or 1.0), upsample=options(cfg.get("upsample")))
+                             scale=float(cfg.get("scale", 1.0)), upsample=options(cfg.get("upsample")))
     loss = json.loads(stylizer.metadata.get("loss") or "{}")
     if not loss:
         raise OptimizeError(f"{model_path} records no loss config; cannot score its results")

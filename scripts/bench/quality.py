@@ -142,7 +142,7 @@ def score(cfg, model_path) -> list[dict]:
 
 
 def _scaled(stylizer) -> str:
-    scale = getattr(stylizer, "scale", 1.0)
+    scale = stylizer.scale
     return "" if scale == 1 else f" (network at {scale:g}x, {stylizer.upsample['mode']} upsampling)"
 
 

@@ -79,11 +79,10 @@ def number(cfg, key: str, kind: type = float):
 
 def render_options(cfg) -> dict:
     """The real-time path's options (`scale=`, the `upsample:` block) as Stylizer keyword arguments."""
-    block = cfg.get("upsample") or {}
-    upsample = {"mode": str(block.get("mode", "guided"))}
+    upsample = dict(cfg.get("upsample") or {})  # defaults for what it leaves out: stylenet.upsample.options
     for key, kind in (("radius", int), ("eps", float)):
-        if key in block:
-            upsample[key] = number({f"upsample.{key}": block[key]}, f"upsample.{key}", kind)
+        if key in upsample:
+            upsample[key] = number({f"upsample.{key}": upsample[key]}, f"upsample.{key}", kind)
     return {"scale": number(cfg, "scale"), "upsample": upsample}
 
 
