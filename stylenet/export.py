@@ -27,8 +27,6 @@ from .imageio import atomic_write
 from .modelfile import EXPORT_SUFFIX, ModelFile, build_network, read_model_file, safe_filename
 from .transformer import TransformerNet
 
-#: exported graphs accept any height and width from this up (odd sizes included)
-GRAPH_MIN_SIZE = 8
 #: the odd size ONNX exports are checked at against PyTorch
 CHECK_SIZE = (37, 53)
 ONNX_TOLERANCE = 1e-3
@@ -70,7 +68,8 @@ class PortableTransformer(nn.Module):
     made for the example input, so an exported graph would silently mis-handle other sizes
     (seen with the dynamo ONNX exporter: correct at 64×48, off by 0.26 at 37×53). Here the
     pad is always applied (sometimes 0 px) and computed from the input's shape, so it stays a
-    graph operation. Same result as TransformerNet for H, W >= 8. A multi-style network
+    graph operation. Same result as TransformerNet for H, W >= `net.min_size` (8; 16 for
+    shuffle 2), the smallest size the exported graphs accept. A multi-style network
     takes `style`, the weights (N, S): `TransformerNet.style_weights`' validation is Python
     the graph cannot hold, so the shape is the caller's business here.
     """
@@ -81,7 +80,8 @@ class PortableTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
         h, w = x.shape[-2], x.shape[-1]
-        x = F.pad(x, (0, (-w) % 4, 0, (-h) % 4), mode="reflect")  # only the padding differs from TransformerNet
+        m = self.net.size_multiple
+        x = F.pad(x, (0, (-w) % m, 0, (-h) % m), mode="reflect")  # only the padding differs from TransformerNet
         return self.net.transform(x, style)[..., :h, :w]
 
 
@@ -151,13 +151,14 @@ def export_onnx(source: str | os.PathLike, out: str | os.PathLike | None = None,
 
 def write_onnx(net: TransformerNet, path: str | os.PathLike, metadata: dict[str, str] | None = None,
                opset: int | None = None) -> None:
-    """The dynamo exporter (torch.export) on PortableTransformer: dynamic batch, height, width >= 8;
-    a multi-style network has a second input `style` (N, S) sharing the image's batch size."""
+    """The dynamo exporter (torch.export) on PortableTransformer: dynamic batch, height, width >=
+    `net.min_size`; a multi-style network has a second input `style` (N, S) sharing the
+    image's batch size."""
     import onnx
     from torch.export import Dim
 
     batch = Dim("batch", min=1)
-    shapes = {"x": {0: batch, 2: Dim("height", min=GRAPH_MIN_SIZE), 3: Dim("width", min=GRAPH_MIN_SIZE)}}
+    shapes = {"x": {0: batch, 2: Dim("height", min=net.min_size), 3: Dim("width", min=net.min_size)}}
     # batch 2 for two inputs: torch.export would specialise a shared batch dimension seen as 1
     inputs = _inputs(net, torch.rand(1 if net.num_styles == 1 else 2, 3, 64, 64))
     names, described = ["image"], "image (N,3,H,W) float32 RGB in [0,1]"

@@ -31,6 +31,7 @@ from .device import inference_dtype, pick_device
 from .errors import UserError
 from .imageio import pil_to_tensor, tensor_to_pil, to_rgb
 from .modelfile import build_network, read_model_file, resolve_model
+from .onnxrun import pick as pick_backend
 from .tiling import tiled_forward
 from .transformer import TransformerNet
 from .upsample import check as check_render
@@ -52,7 +53,8 @@ class StyleChoiceError(UserError, ValueError):
 
 
 class Stylizer:
-    """A trained network, ready to apply: device and precision chosen, optionally compiled.
+    """A trained network, ready to apply: device and precision chosen, optionally compiled, or
+    run by ONNX Runtime (`backend="onnxruntime"`, or "auto": where it runs fp32 on a CPU).
 
     A multi-style network (`styles`: its style names) takes `style=`: a name, an index, or a
     blend {name: weight, ...} (weights ≥ 0, normalised to sum 1, so {a: 7, b: 3} is
@@ -66,13 +68,16 @@ class Stylizer:
     def __init__(self, net: TransformerNet, *, metadata: dict[str, str] | None = None, device="auto",
                  precision="auto", channels_last="auto", compile: bool = False, batch_size: int = 4,
                  tile_size: int = 1024, tile_blend: int = 32, max_pixels: int = 4_000_000,
-                 scale: float = 1.0, upsample: Mapping | None = None):
+                 scale: float = 1.0, upsample: Mapping | None = None, backend: str = "torch"):
         self.device = pick_device(device)
         # the real-time path: the network at `scale` of the resolution, upsampled along the
         # photo's edges (stylenet.upsample); pictures large enough to be tiled run at full size
         self.scale, self.upsample = float(scale), upsample_options(upsample)
         check_render(self.scale, self.upsample["mode"])  # before any picture, not at the first one
-        self.dtype = inference_dtype(precision, self.device)
+        # backend=onnxruntime runs fp32: its precision=auto is fp32 even where torch would pick bf16
+        self.dtype = inference_dtype("fp32" if backend == "onnxruntime" and precision in (None, "auto") else precision,
+                                     self.device)
+        self.backend = pick_backend(str(backend), self.device, self.dtype, bool(compile))
         # auto = off: channels_last measured slower for this network on an H100 (5.1 vs 4.3 ms at
         # 640x480) and on CPUs in fp32 (docs/speed.md)
         self.channels_last = False if channels_last in (None, "auto") else bool(channels_last)
@@ -88,6 +93,20 @@ class Stylizer:
         self._compiled = bool(compile)
         if compile:
             self._forward = torch.compile(self.net, dynamic=True)
+        # the untiled network through ONNX Runtime (fp32 on a CPU: stylenet.onnxrun); tiles stay in
+        # PyTorch, whose instance norms they hook
+        self._onnx = None
+        if self.backend == "onnxruntime":
+            from .onnxrun import OnnxNetwork
+
+            try:
+                self._onnx = OnnxNetwork(self.net)
+            except Exception as exc:  # noqa: BLE001 - auto falls back to PyTorch; an explicit choice fails loudly
+                if backend != "auto":
+                    raise
+                warnings.warn(f"ONNX Runtime could not take the network ({exc.__class__.__name__}: {exc}); running PyTorch",
+                              stacklevel=2)
+                self.backend = "torch"
 
     @classmethod
     def load(cls, path: str | os.PathLike, **kwargs) -> Stylizer:
@@ -157,10 +176,20 @@ class Stylizer:
 
     def __repr__(self) -> str:
         styles = f", styles={self.styles}" if self.net.num_styles > 1 else ""
-        return f"Stylizer({self.name!r}, {self.net.arch()}{styles}, device={self.device}, dtype={self.dtype})"
+        return (f"Stylizer({self.name!r}, {self.net.arch()}{styles}, device={self.device}, dtype={self.dtype}, "
+                f"backend={self.backend})")
+
+    @property
+    def engine(self) -> str:
+        """What runs the network, in words (the webcam prints it)."""
+        dtype = str(self.dtype).replace("torch.", "").replace("float32", "fp32").replace("bfloat16", "bf16").replace("float16", "fp16")
+        what = "ONNX Runtime" if self.backend == "onnxruntime" else "PyTorch" + (" (torch.compile)" if self._compiled else "")
+        return f"{what}, {dtype}, {self.device}"
 
     # -- tensors ------------------------------------------------------------------------------
     def _network(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        if self._onnx is not None and self._onnx.fits(x):
+            return self._onnx(x, style)
         x = x.to(self.device, self.dtype)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)

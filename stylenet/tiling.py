@@ -54,8 +54,12 @@ class FrozenNormStats:
 
 
 def receptive_radius(net: TransformerNet) -> int:
-    """How far (px) an output pixel sees: 4+1+2 (encoder) + 8 per residual block + 2+1+4 (decoder)."""
-    return 14 + 8 * int(net.num_residual)
+    """How far (px) an output pixel sees: k//2+1+2 (encoder) + 8 per residual block + 2+1+k//2
+    (decoder), k the first and last convs' kernel, + 2+1 for where nearest upsampling rounds
+    (17 + 8 per block for the Johnson network); with `shuffle` r all of it is on the 1/r grid,
+    plus the r×r block an output pixel sits in."""
+    r = int(getattr(net, "shuffle", 1))
+    return (2 * (int(net.kernel) // 2) + 9 + 8 * int(net.num_residual)) * r + r - 1
 
 
 def tile_starts(length: int, tile: int, overlap: int, align: int = 4) -> list[int]:
@@ -130,10 +134,11 @@ def tiled_forward(net: TransformerNet, x: torch.Tensor, tile: int = 1024, blend:
     """
     b, _, h, w = x.shape
     dtype = dtype or (x.dtype if x.is_floating_point() else torch.float32)
-    margin = -(-receptive_radius(net) // 4) * 4 + 4
-    blend = max(4, -(-blend // 4) * 4)
+    m = net.size_multiple  # tiles start on the padded grid of the network (4 px; 4r with shuffle r)
+    margin = -(-receptive_radius(net) // m) * m + m
+    blend = max(m, -(-blend // m) * m)
     overlap = 2 * margin + blend
-    tile = max(-(-tile // 4) * 4, 2 * overlap)
+    tile = max(-(-tile // m) * m, 2 * overlap)
     # the result in the input's layout family: uint8 stays uint8 (channels last: what PIL wants back)
     if x.dtype == torch.uint8:
         out = torch.empty(b, h, w, 3, device=x.device, dtype=torch.uint8).permute(0, 3, 1, 2)
@@ -152,7 +157,7 @@ def tiled_forward(net: TransformerNet, x: torch.Tensor, tile: int = 1024, blend:
             y = y.clamp_(0, 1).mul_(255).round_()
         out[..., rows, :] = y
 
-    ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
+    ys, xs = tile_starts(h, tile, overlap, m), tile_starts(w, tile, overlap, m)
     run = net if style is None else (lambda part: net(part, style))
     with FrozenNormStats(net) as norms:
         scale = (stats_pixels / (h * w)) ** 0.5

@@ -5,7 +5,9 @@ per-image statistic), and nearest-upsample-then-convolve instead of transposed
 convolutions (Odena et al. 2016: no checkerboard). `width` and `num_residual` make a
 slimmer network for CPUs one config away; `kernel` (of the first and last conv) and
 `separable` (depthwise-separable residual and upsampling convs, Howard et al. 2017) make
-`model=mobile`, the real-time path's network (docs/inference.md).
+`model=mobile`; `shuffle` (space-to-depth in, sub-pixel convolution out: Shi et al. 2016)
+runs the whole network at 1/shuffle of the image's size while still drawing every output
+pixel: `model=realtime`, the real-time path's network (docs/inference.md).
 
 `num_styles > 1` holds several styles in one network (Dumoulin et al. 2017, "A Learned
 Representation for Artistic Style"): every instance norm becomes a conditional one with its
@@ -16,6 +18,8 @@ module and key for key, so every file written before the option existed loads un
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -103,35 +107,44 @@ class UpsampleConvLayer(nn.Module):
 class TransformerNet(nn.Module):
     """Image (B,3,H,W) in [0,1] → stylized image of the same size in [0,1].
 
-    Any H, W works: the input is reflection-padded up to a multiple of 4 (at least 8) and
+    Any H, W works: the input is reflection-padded up to a multiple of 4 (at least 8; with
+    `shuffle` r, of 4r, at least 8r) and
     the output cropped back, so odd sizes come out exactly as large as they went in.
     """
 
     def __init__(self, width: int = 32, num_residual: int = 5, num_styles: int = 1, kernel: int = 9,
-                 separable: bool = False):
+                 separable: bool = False, shuffle: int = 1):
         super().__init__()
+        if shuffle < 1:
+            raise ValueError(f"shuffle must be at least 1, got {shuffle}")
         if num_styles < 1:
             raise ValueError(f"num_styles must be at least 1, got {num_styles}")
         if kernel < 1 or kernel % 2 == 0:
             raise ValueError(f"kernel must be an odd number of pixels, got {kernel}")
         self.width, self.num_residual, self.num_styles = width, num_residual, num_styles
-        self.kernel, self.separable = int(kernel), bool(separable)
-        w, s, k, sep = width, num_styles, self.kernel, self.separable
+        self.kernel, self.separable, self.shuffle = int(kernel), bool(separable), int(shuffle)
+        w, s, k, sep, r = width, num_styles, self.kernel, self.separable, self.shuffle
+        #: the padded input is a multiple of this, and at least `min_size`
+        self.size_multiple, self.min_size = SIZE_MULTIPLE * r, MIN_SIZE * r
+        # shuffle r: pixels → r×r×3 channels at 1/r size, and back at the end (no weights, so
+        # the state-dict keys stay those of the plain network)
+        self.unshuffle = nn.PixelUnshuffle(r) if r > 1 else nn.Identity()
+        self.reshuffle = nn.PixelShuffle(r) if r > 1 else nn.Identity()
         self.encoder = nn.Sequential(
-            ConvLayer(3, w, k, num_styles=s), ConvLayer(w, 2 * w, 3, stride=2, num_styles=s),
+            ConvLayer(3 * r * r, w, k, num_styles=s), ConvLayer(w, 2 * w, 3, stride=2, num_styles=s),
             ConvLayer(2 * w, 4 * w, 3, stride=2, num_styles=s),
         )
         self.residuals = nn.Sequential(*[ResidualBlock(4 * w, num_styles=s, separable=sep) for _ in range(num_residual)])
         self.decoder = nn.Sequential(
             UpsampleConvLayer(4 * w, 2 * w, num_styles=s, separable=sep),
             UpsampleConvLayer(2 * w, w, num_styles=s, separable=sep),
-            ConvLayer(w, 3, k, norm=False, relu=False),
+            ConvLayer(w, 3 * r * r, k, norm=False, relu=False),
         )
 
     def arch(self) -> dict[str, int | bool]:
         """What it takes to rebuild this network (stored in checkpoints and exports)."""
         return {"width": self.width, "num_residual": self.num_residual, "num_styles": self.num_styles,
-                "kernel": self.kernel, "separable": self.separable}
+                "kernel": self.kernel, "separable": self.separable, "shuffle": self.shuffle}
 
     @staticmethod
     def arch_of(state_dict) -> dict[str, int]:
@@ -144,7 +157,9 @@ class TransformerNet(nn.Module):
         return {"width": int(first.shape[0]), "num_residual": len(blocks),
                 "num_styles": 1 if gamma.dim() == 1 else int(gamma.shape[0]), "kernel": int(first.shape[-1]),
                 # depthwise: one input channel per group (a plain 3×3 conv here has 4·width)
-                "separable": bool(state_dict["decoder.0.conv.1.weight"].shape[1] == 1)}
+                "separable": bool(state_dict["decoder.0.conv.1.weight"].shape[1] == 1),
+                # space-to-depth by r feeds the first conv 3·r² channels
+                "shuffle": round(math.sqrt(int(first.shape[1]) / 3))}
 
     def style_weights(self, style, batch: int, device=None) -> torch.Tensor | None:
         """`style` as weights (B, S) over this network's styles; None for a single-style network.
@@ -176,8 +191,8 @@ class TransformerNet(nn.Module):
     def forward(self, x: torch.Tensor, style=None) -> torch.Tensor:
         h, w = x.shape[-2], x.shape[-1]
         weights = self.style_weights(style, x.shape[0], x.device)
-        pad_h = max(MIN_SIZE - h, (-h) % SIZE_MULTIPLE)
-        pad_w = max(MIN_SIZE - w, (-w) % SIZE_MULTIPLE)
+        pad_h = max(self.min_size - h, (-h) % self.size_multiple)
+        pad_w = max(self.min_size - w, (-w) % self.size_multiple)
         if pad_h or pad_w:
             # reflection padding needs pad < size; replicate covers 1-3 px images too
             mode = "reflect" if h > pad_h and w > pad_w else "replicate"
@@ -185,16 +200,18 @@ class TransformerNet(nn.Module):
         return self.transform(x, weights)[..., :h, :w]
 
     def transform(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
-        """The network proper, on an input already padded to a multiple of 4 (at least 8);
-        `style`: weights (B, S) for a multi-style network (see `style_weights`), else None."""
+        """The network proper, on an input already padded to a multiple of `size_multiple` (at
+        least `min_size`); `style`: weights (B, S) for a multi-style network (see
+        `style_weights`), else None."""
+        x = self.unshuffle(x)
         if self.num_styles == 1:
-            return torch.sigmoid(self.decoder(self.residuals(self.encoder(x))))
+            return torch.sigmoid(self.reshuffle(self.decoder(self.residuals(self.encoder(x)))))
         if style is None:
             raise ValueError("a multi-style network needs style weights (B, S): see TransformerNet.style_weights")
         for part in (self.encoder, self.residuals, self.decoder):
             for layer in part:
                 x = layer(x, style)
-        return torch.sigmoid(x)
+        return torch.sigmoid(self.reshuffle(x))
 
 
 def append_styles(state_dict: dict[str, torch.Tensor], count: int) -> dict[str, torch.Tensor]:

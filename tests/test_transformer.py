@@ -29,7 +29,7 @@ def test_johnson_architecture():
     assert any(isinstance(m, nn.ReflectionPad2d) for m in net.modules())
     assert not any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
     assert sum(isinstance(m, nn.InstanceNorm2d) for m in net.modules()) == 3 + 2 * 5 + 2
-    assert net.arch() == {"width": 32, "num_residual": 5, "num_styles": 1, "kernel": 9, "separable": False}
+    assert net.arch() == {"width": 32, "num_residual": 5, "num_styles": 1, "kernel": 9, "separable": False, "shuffle": 1}
 
 
 def test_width_and_depth_are_knobs():
@@ -147,7 +147,7 @@ def test_style_argument_errors():
 
 def test_arch_of_reads_the_number_of_styles_and_append_styles_adds_mean_rows():
     multi, plain = multi_and_plain(styles=3)
-    johnson = {"kernel": 9, "separable": False}
+    johnson = {"kernel": 9, "separable": False, "shuffle": 1}
     assert TransformerNet.arch_of(multi.state_dict()) == {"width": 8, "num_residual": 1, "num_styles": 3, **johnson}
     assert TransformerNet.arch_of(plain.state_dict()) == {"width": 8, "num_residual": 1, "num_styles": 1, **johnson}
     grown = append_styles(multi.state_dict(), 2)
@@ -184,9 +184,34 @@ def test_mobile_network_separable_convs_small_kernels_and_its_arch_read_back(sty
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(mobile) < count(slim) / 3
     assert TransformerNet.arch_of(mobile.state_dict()) == mobile.arch() == {
-        "width": 16, "num_residual": 3, "num_styles": styles, "kernel": 5, "separable": True}
+        "width": 16, "num_residual": 3, "num_styles": styles, "kernel": 5, "separable": True, "shuffle": 1}
     x = torch.rand(2, 3, 37, 50)
     y = mobile(x) if styles == 1 else mobile(x, 1)
     assert y.shape == x.shape and 0 <= float(y.min()) and float(y.max()) <= 1
     with pytest.raises(ValueError, match="odd"):
         TransformerNet(kernel=4)
+
+
+@pytest.mark.parametrize("styles", [1, 2])
+def test_shuffle_network_runs_at_half_size_inside_and_draws_every_pixel(styles):
+    """model=realtime: space-to-depth in, sub-pixel conv out. Every layer runs at half size, the
+    output has the input's size (odd sizes, tiny ones), its 2×2 blocks are not copies of one value,
+    and arch_of recovers shuffle from the first conv's 3·r² input channels."""
+    net = TransformerNet(width=8, num_residual=1, num_styles=styles, kernel=3, separable=True, shuffle=2)
+    assert net.encoder[0][1].weight.shape == (8, 12, 3, 3) and net.decoder[2][1].weight.shape == (12, 8, 3, 3)
+    assert (net.size_multiple, net.min_size) == (8, 16)
+    assert TransformerNet.arch_of(net.state_dict()) == net.arch() == {
+        "width": 8, "num_residual": 1, "num_styles": styles, "kernel": 3, "separable": True, "shuffle": 2}
+    assert list(net.state_dict()) == list(TransformerNet(width=8, num_residual=1, num_styles=styles, kernel=3,
+                                                         separable=True).state_dict())  # the same keys: no new tensors
+    sizes = []
+    net.encoder[0].register_forward_hook(lambda m, i, o: sizes.append(tuple(o.shape[-2:])))
+    for shape in [(2, 3, 37, 50), (1, 3, 5, 3)]:
+        x = torch.rand(*shape)
+        y = net(x) if styles == 1 else net(x, 1)
+        assert y.shape == x.shape and 0 <= float(y.min()) and float(y.max()) <= 1
+    assert sizes[0] == (20, 28)  # 37×50 padded to 40×56, run at half size
+    blocks = net(torch.rand(1, 3, 32, 32), 0)
+    assert float((blocks[..., 0::2, 0::2] - blocks[..., 1::2, 1::2]).abs().max()) > 1e-3
+    with pytest.raises(ValueError, match="shuffle"):
+        TransformerNet(shuffle=0)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from stylenet.inference import Stylizer
-from stylenet.modelfile import read_model_file
+from stylenet.modelfile import check_architecture, read_model_file
 from stylenet.transformer import TransformerNet
 from stylenet.upsample import downscale, guided_upsample, luma, render_scaled
 
@@ -74,19 +74,22 @@ def test_luma_is_bt601():
     assert torch.allclose(luma(x), torch.tensor(0.299))
 
 
-def test_model_mobile_trains_exports_and_runs_the_real_time_path(tmp_path, one_thread):
-    """The real-time path is one flag away everywhere: train with model=mobile, the export
-    records it (and its ONNX graph agrees), the Stylizer runs it at scale=0.5."""
+@pytest.mark.parametrize("model,arch", [("mobile", {"kernel": 5, "separable": True, "shuffle": 1}),
+                                        ("realtime", {"kernel": 3, "separable": False, "shuffle": 2})])
+def test_real_time_networks_train_export_and_run(tmp_path, one_thread, model, arch):
+    """The real-time networks are one flag away everywhere: train with model=mobile or
+    model=realtime, the export records it (and its ONNX graph agrees), the Stylizer runs it
+    (model=mobile also at scale=0.5)."""
     from stylenet.export import export
     from stylenet.train import run
 
     from .conftest import compose, make_images, tiny_overrides
 
-    last = run(compose([*tiny_overrides(tmp_path, make_images(tmp_path / "photos")), "model=mobile"]), tmp_path / "run")
+    last = run(compose([*tiny_overrides(tmp_path, make_images(tmp_path / "photos")), f"model={model}"]), tmp_path / "run")
     paths = export(last, formats=("safetensors", "onnx"), out_dir=tmp_path / "export")
     safetensors = paths["safetensors"]
-    model = read_model_file(safetensors)
-    assert model.arch["kernel"] == 5 and model.arch["separable"] is True
+    _, recorded = check_architecture(read_model_file(safetensors))  # the file's arch, defaults filled in
+    assert {k: recorded[k] for k in arch} == arch
     stylizer = Stylizer.load(safetensors, device="cpu", scale=0.5)
     x = torch.rand(1, 3, 48, 64)
     assert stylizer.stylize_tensor(x).shape == x.shape
@@ -107,10 +110,14 @@ def test_separable_box_equals_the_2d_window_mean_borders_included():
 def test_infer_benchmark_puts_the_real_time_path_beside_the_full_network(capsys, one_thread):
     from .conftest import load_script
 
-    code = load_script("benchmark").main(["mode=infer", "models=[full,realtime]", "variants=[fp32]", "sizes=[160x120]",
-                                          "repeat=1", "device=cpu"])
+    bench = load_script("benchmark")
+    code = bench.main(["mode=infer", "models=[full,realtime]", "variants=[fp32]", "sizes=[160x120]", "repeat=1", "device=cpu"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "| realtime (mobile at 0.5x, guided) | fp32 eager (cpu) |" in out and "| full (32ch, 5 res)" in out
+    assert "| realtime (model=realtime) | fp32 eager (cpu) |" in out and "| full (32ch, 5 res)" in out
     last = out.strip().splitlines()[-1]
     assert last.startswith("realtime/full fps ratio at 160x120: ") and float(last.rsplit(" ", 1)[1]) > 2
+    # the other real-time path: model=mobile on a half-size copy, upsampled along the photo's edges
+    assert bench.main(["mode=infer", "models=[realtime]", "realtime.model=mobile", "realtime.scale=0.5", "variants=[fp32]",
+                       "sizes=[160x120]", "repeat=1", "device=cpu"]) == 0
+    assert "| realtime (model=mobile at 0.5x, guided) | fp32 eager (cpu) |" in capsys.readouterr().out

@@ -288,6 +288,19 @@ def test_webcam_cli_errors(capsys, export_path):
     assert "output= is written only with headless=true" in capsys.readouterr().err
     assert webcam.main(["model=nonexistent_style", "headless=true"]) == 2
     assert "no model file or exported preset named 'nonexistent_style'" in capsys.readouterr().err
+    assert webcam.main([f"model={export_path}", "headless=true", "backend=onnxruntime", "precision=bf16"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: backend=onnxruntime runs fp32, not bfloat16: use precision=fp32, "
+                                               "or backend=torch")
+
+
+def test_webcam_runs_the_network_in_onnx_runtime(capsys, export_path, tmp_path, one_thread):
+    clip = make_video(tmp_path / "cam.mp4", frames=8)
+    webcam = load_script("webcam")
+    assert webcam.main([f"model={export_path}", f"source={clip}", "headless=true", f"output={tmp_path / 'live.mp4'}",
+                        "realtime=false", "backend=onnxruntime", "precision=fp32"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "network: ONNX Runtime, fp32, cpu" and "frames: 8" in out
+    assert probe(tmp_path / "live.mp4") == (8, FPS, W, H)
 
 
 @pytest.mark.slow
@@ -338,7 +351,7 @@ def test_webcam_cli_headless_on_a_video_source(export_path, tmp_path):
     assert run.returncode == 0, run.stderr
     assert probe(out) == (6, FPS, W, H)
     lines = run.stdout.strip().splitlines()
-    assert lines[0] == "styles: 1=hokusai, 2=hokusai" and "frames: 6" in run.stdout
+    assert lines[0].startswith("network: ") and lines[1] == "styles: 1=hokusai, 2=hokusai" and "frames: 6" in run.stdout
     fps = re.fullmatch(r"fps: (\d+\.\d+)", lines[-1])
     assert fps and float(fps.group(1)) > 0
 

@@ -25,9 +25,9 @@ from stylenet.transformer import TransformerNet
 
 from . import model_config
 
-#: the table's model names → configs/model/<name>.yaml (realtime: mobile at `realtime.scale` of
-#: the frame, upsampled along the photo's edges: stylenet/upsample.py)
-MODELS = {"full": "johnson", "slim": "slim", "mobile": "mobile", "realtime": "mobile"}
+#: the table's model names → configs/model/<name>.yaml (realtime: `realtime.model`, at
+#: `realtime.scale` of the frame, upsampled along the photo's edges where < 1: stylenet/upsample.py)
+MODELS = {"full": "johnson", "slim": "slim", "mobile": "mobile", "realtime": "realtime"}
 VARIANTS = ("fp32", "channels_last", "fp16", "bf16", "compiled", "onnxruntime")
 LABELS = {"fp32": "fp32 eager", "channels_last": "channels_last", "fp16": "fp16 (GPU)", "bf16": "bf16 (GPU)",
           "compiled": "torch.compile", "onnxruntime": "ONNX Runtime (CPU)"}
@@ -56,19 +56,12 @@ def runner(variant: str, net: TransformerNet, device: torch.device, tmp: Path) -
     """A function x → y for one variant (may raise: the cell then says why)."""
     if variant in GPU_ONLY and device.type != "cuda":
         raise _NotApplicable("n/a (no GPU)")
-    if variant == "onnxruntime":
-        import onnxruntime as ort
+    if variant == "onnxruntime":  # what Stylizer(backend="onnxruntime") runs; graphs in `tmp`, keyed by their weights
+        from stylenet.onnxrun import OnnxNetwork
 
-        from stylenet.export import write_onnx
-
-        path = tmp / f"net{id(net)}.onnx"
-        if not path.exists():
-            write_onnx(net.cpu(), path)
-            net.to(device)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        return lambda x: session.run(None, {"image": x.cpu().numpy()})
+        onnx = OnnxNetwork(net.cpu(), folder=tmp)
+        net.to(device)
+        return onnx
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(variant, torch.float32)
     channels_last = variant == "channels_last" or (variant in GPU_ONLY)
     model = TransformerNet(**net.arch()).eval().to(device)
@@ -117,18 +110,21 @@ def run(cfg) -> None:
     fps: dict[tuple[str, str, str], float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in cfg["models"]:
-            arch = model_config(MODELS[name])
+            realtime = name == "realtime"
+            arch = model_config(str(cfg["realtime"]["model"]) if realtime else MODELS[name])
             torch.manual_seed(0)
             net = TransformerNet(**arch).eval().to(device)
             model_label = f"{name} ({arch['width']}ch, {arch['num_residual']} res)"
-            if name == "realtime":
-                model_label = f"realtime (mobile at {float(cfg['realtime']['scale']):g}x, {cfg['realtime']['upsample']['mode']})"
+            rescaled = realtime and float(cfg["realtime"]["scale"]) != 1
+            if realtime:
+                model_label = f"realtime (model={cfg['realtime']['model']}" + (
+                    f" at {float(cfg['realtime']['scale']):g}x, {cfg['realtime']['upsample']['mode']})" if rescaled else ")")
             for variant in variants:
                 label = LABELS[variant] + ("" if variant in ("onnxruntime", *GPU_ONLY) else f" ({device.type})")
                 try:
                     start = time.perf_counter()
                     fn = runner(variant, net, device, Path(tmp))
-                    if name == "realtime":
+                    if rescaled:
                         fn = scaled(fn, cfg["realtime"])
                     if variant in ("compiled", "onnxruntime"):
                         # compile / session set-up, reported apart; at a table size, because inductor's
@@ -168,8 +164,7 @@ def scaled(fn: Callable[[torch.Tensor], object], realtime) -> Callable[[torch.Te
     from stylenet.upsample import options, render_scaled
 
     def network(x: torch.Tensor) -> torch.Tensor:
-        y = fn(x)
-        return torch.from_numpy(y[0]).to(x.device) if isinstance(y, list) else y.float()
+        return fn(x).float().to(x.device)
 
     up = options(realtime["upsample"])
     return lambda x: render_scaled(network, x.float(), float(realtime["scale"]), **up)

@@ -78,12 +78,13 @@ def number(cfg, key: str, kind: type = float):
 
 
 def render_options(cfg) -> dict:
-    """The real-time path's options (`scale=`, the `upsample:` block) as Stylizer keyword arguments."""
+    """The real-time path's options (`scale=`, the `upsample:` block, `backend=`) as Stylizer
+    keyword arguments."""
     upsample = dict(cfg.get("upsample") or {})  # defaults for what it leaves out: stylenet.upsample.options
     for key, kind in (("radius", int), ("eps", float)):
         if key in upsample:
             upsample[key] = number({f"upsample.{key}": upsample[key]}, f"upsample.{key}", kind)
-    return {"scale": number(cfg, "scale"), "upsample": upsample}
+    return {"scale": number(cfg, "scale"), "upsample": upsample, "backend": str(cfg.get("backend") or "torch")}
 
 
 def quote_odd_values(argv: Sequence[str]) -> list[str]:

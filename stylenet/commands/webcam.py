@@ -34,6 +34,7 @@ def webcam(cfg) -> None:
     blends = [app.number({"blends": b}, "blends") for b in app.as_list(cfg.blends or [])]
     if any(not 0 < b < 1 for b in blends):
         raise UserError(f"blends={list(blends)}: each is the share of the next style, between 0 and 1 (exclusive)")
+    print(f"network: {stylizers[0].engine}", flush=True)
     print("styles: " + ", ".join(f"{i + 1}={c.label}" for i, c in enumerate(live_styles(stylizers))), flush=True)
     stabilizer = None
     if cfg.stabilize:
