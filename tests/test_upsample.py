@@ -78,15 +78,15 @@ def test_luma_is_bt601():
                                         ("realtime", {"kernel": 3, "separable": False, "shuffle": 2})])
 def test_real_time_networks_train_export_and_run(tmp_path, one_thread, model, arch):
     """The real-time networks are one flag away everywhere: train with model=mobile or
-    model=realtime, the export records it (and its ONNX graph agrees), the Stylizer runs it
-    (model=mobile also at scale=0.5)."""
+    model=realtime, the export records it (and its ONNX and TorchScript graphs agree, odd sizes
+    included), the Stylizer runs it (also at scale=0.5)."""
     from stylenet.export import export
     from stylenet.train import run
 
     from .conftest import compose, make_images, tiny_overrides
 
     last = run(compose([*tiny_overrides(tmp_path, make_images(tmp_path / "photos")), f"model={model}"]), tmp_path / "run")
-    paths = export(last, formats=("safetensors", "onnx"), out_dir=tmp_path / "export")
+    paths = export(last, formats=("safetensors", "onnx", "torchscript"), out_dir=tmp_path / "export")
     safetensors = paths["safetensors"]
     _, recorded = check_architecture(read_model_file(safetensors))  # the file's arch, defaults filled in
     assert {k: recorded[k] for k in arch} == arch
@@ -97,6 +97,9 @@ def test_real_time_networks_train_export_and_run(tmp_path, one_thread, model, ar
     session = ort.InferenceSession(str(paths["onnx"]), providers=["CPUExecutionProvider"])
     (onnx_out,) = session.run(None, {"image": x.numpy()})
     assert torch.allclose(torch.from_numpy(onnx_out), full.stylize_tensor(x), atol=1e-4)
+    odd = torch.rand(1, 3, 37, 53)
+    with torch.no_grad():
+        assert torch.allclose(torch.jit.load(str(paths["torchscript"]))(odd), full.stylize_tensor(odd), atol=1e-5)
 
 
 def test_separable_box_equals_the_2d_window_mean_borders_included():
