@@ -53,6 +53,11 @@ _DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float1
            "half": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 
 
+def precision_name(dtype: torch.dtype) -> str:
+    """A dtype in the `precision=` option's words (fp32, fp16, bf16), for messages."""
+    return next((name for name in ("fp32", "fp16", "bf16") if _DTYPES[name] == dtype), str(dtype).replace("torch.", ""))
+
+
 def cpu_has_fast_bf16() -> bool:
     """True where oneDNN runs bf16 convolutions natively (AMX or AVX512-BF16); elsewhere CPU bf16 is emulated and slower."""
     cpu = getattr(torch, "cpu", None)

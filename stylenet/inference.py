@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .device import inference_dtype, pick_device
+from .device import inference_dtype, pick_device, precision_name
 from .errors import UserError
 from .imageio import pil_to_tensor, tensor_to_pil, to_rgb
 from .modelfile import build_network, read_model_file, resolve_model
@@ -182,9 +182,8 @@ class Stylizer:
     @property
     def engine(self) -> str:
         """What runs the network, in words (the webcam prints it)."""
-        dtype = str(self.dtype).replace("torch.", "").replace("float32", "fp32").replace("bfloat16", "bf16").replace("float16", "fp16")
         what = "ONNX Runtime" if self.backend == "onnxruntime" else "PyTorch" + (" (torch.compile)" if self._compiled else "")
-        return f"{what}, {dtype}, {self.device}"
+        return f"{what}, {precision_name(self.dtype)}, {self.device}"
 
     # -- tensors ------------------------------------------------------------------------------
     def _network(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from .device import precision_name
 from .errors import UserError
 from .transformer import TransformerNet
 
@@ -54,7 +55,6 @@ def cached_graph(net: TransformerNet, folder: Path | None = None) -> Path:
     path = (folder or cache_root() / "onnx") / f"{weights_key(net)}.onnx"
     if path.is_file():
         return path
-    net = net.float().eval()
 
     def write(tmp: str) -> None:
         write_onnx(net, tmp)
@@ -112,7 +112,7 @@ def pick(backend: str, device: torch.device, dtype: torch.dtype, compile: bool) 
     if device.type != "cpu":
         raise BackendError(f"backend=onnxruntime runs on the CPU, not {device.type}: use device=cpu, or backend=torch")
     if dtype != torch.float32:
-        raise BackendError(f"backend=onnxruntime runs fp32, not {str(dtype).replace('torch.', '')}: use precision=fp32, or backend=torch")
+        raise BackendError(f"backend=onnxruntime runs fp32, not {precision_name(dtype)}: use precision=fp32, or backend=torch")
     if compile:
         raise BackendError("compile=true compiles the PyTorch network: use backend=torch with it (or compile=false)")
     if not available():

@@ -289,7 +289,7 @@ def test_webcam_cli_errors(capsys, export_path):
     assert webcam.main(["model=nonexistent_style", "headless=true"]) == 2
     assert "no model file or exported preset named 'nonexistent_style'" in capsys.readouterr().err
     assert webcam.main([f"model={export_path}", "headless=true", "backend=onnxruntime", "precision=bf16"]) == 2
-    assert capsys.readouterr().err.strip() == ("error: backend=onnxruntime runs fp32, not bfloat16: use precision=fp32, "
+    assert capsys.readouterr().err.strip() == ("error: backend=onnxruntime runs fp32, not bf16: use precision=fp32, "
                                                "or backend=torch")
 
 
