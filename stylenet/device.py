@@ -7,6 +7,8 @@ training leaves the choice to Lightning's `trainer.accelerator`.
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from .errors import UserError
@@ -58,8 +60,17 @@ def precision_name(dtype: torch.dtype) -> str:
     return next((name for name in ("fp32", "fp16", "bf16") if _DTYPES[name] == dtype), str(dtype).replace("torch.", ""))
 
 
+#: oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) below AVX512_CORE_BF16: no native bf16 convolutions under them
+_NO_BF16_ISAS = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
+
+
 def cpu_has_fast_bf16() -> bool:
-    """True where oneDNN runs bf16 convolutions natively (AMX or AVX512-BF16); elsewhere CPU bf16 is emulated and slower."""
+    """True where oneDNN runs bf16 convolutions natively (AMX or AVX512-BF16); elsewhere CPU bf16
+    is emulated and slower. A cap below that (`ONEDNN_MAX_CPU_ISA=AVX2`: how an AVX2-only CPU
+    is emulated on a newer one, docs/speed.md) counts as none."""
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
+    if cap in _NO_BF16_ISAS:
+        return False
     cpu = getattr(torch, "cpu", None)
     try:
         return bool(cpu._is_amx_tile_supported() or cpu._is_avx512_bf16_supported())

@@ -101,6 +101,13 @@ def temporal_loss(moved_output: torch.Tensor, output_of_moved: torch.Tensor, mas
     return diff.sum() / (mask.float().sum() * moved_output.shape[1]).clamp_min(1.0)
 
 
+def distill_loss(output: torch.Tensor, teacher_output: torch.Tensor) -> torch.Tensor:
+    """Distillation: mean squared difference, in [0,1] pixels, between a network's output and
+    a trained teacher network's output for the same photos (the teacher's is a target, never
+    differentiated)."""
+    return F.mse_loss(output.float(), teacher_output.detach().float())
+
+
 def tv_beta_loss(image: torch.Tensor, beta: float = 2.0, eps: float = 1e-8) -> torch.Tensor:
     """Mahendran & Vedaldi's V^β: mean of (dx² + dy²)^(β/2); β < 2 keeps edges, β = 1 is classic TV.
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import __version__
-from .losses import perceptual_loss, perceptual_weights, temporal_loss
+from .losses import distill_loss, perceptual_loss, perceptual_weights, temporal_loss
 from .lossnet import LossNetwork
 from .speed import StepPlan, eager_plan, prepare
 from .stability import move, moved_copy
@@ -134,11 +134,15 @@ class StyleTransferModule(pl.LightningModule):
         style_scales: Sequence[float] | None = None,
         style_images: Sequence[torch.Tensor] | None = None,
         train_only: str | None = None,
+        teacher: nn.Module | None = None,
+        distill: Mapping | None = None,
     ):
         """One style (`style_image`) as always; or a multi-style network holding `style_names`,
         trained on `trained_styles` (indices into them; default all) with one Gram target each
         (`style_images`) and each its own style weight (`style_scales`, the presets' style.weight).
-        `train_only="norm"`: only the trained styles' γ, β are learned (adding styles)."""
+        `train_only="norm"`: only the trained styles' γ, β are learned (adding styles).
+        `teacher` (single style): a trained network whose outputs the network also imitates,
+        `distill["weight"]` × the pixel MSE (distillation; `distill` is recorded as given)."""
         super().__init__()
         model, loss, optim = _plain(model), _plain(loss), _plain(optim)
         speed = _plain(speed or {})
@@ -161,8 +165,15 @@ class StyleTransferModule(pl.LightningModule):
                            style_scales=self.style_scales, train_only=train_only)
         elif train_only:
             raise ValueError("train_only=norm needs a multi-style module (style_names)")
+        if teacher is not None:
+            if self.multi_style:
+                raise ValueError("distillation (a teacher network) trains single-style networks only")
+            hparams["distill"] = _plain(distill or {})
         self.save_hyperparameters(hparams)
         self.transformer = TransformerNet(**model)
+        # the teacher (distillation): frozen, in eval mode, and kept out of checkpoints like the loss network
+        self.teacher = teacher.eval().requires_grad_(False) if teacher is not None else None
+        self.distill_weight = float((distill or {}).get("weight", 1.0)) if teacher is not None else 0.0
         self.added_styles: AddedStyles | None = None
         if train_only == "norm":
             first = min(self.trained_styles)
@@ -238,12 +249,20 @@ class StyleTransferModule(pl.LightningModule):
 
     # -- checkpoints: the frozen loss network stays out ------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("lossnet.")}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(("lossnet.", "teacher."))}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint["state_dict"]
-        for key, value in self.lossnet.state_dict().items():
-            state.setdefault(f"lossnet.{key}", value)
+        for name in ("lossnet", "teacher"):
+            if (part := getattr(self, name)) is not None:
+                for key, value in part.state_dict().items():
+                    state.setdefault(f"{name}.{key}", value)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()  # Lightning switches every submodule to train mode at fit start
+        return self
 
     # -- how the step runs (stylenet.speed) ------------------------------------------------
     def setup_speed(self, step_context=None) -> StepPlan:
@@ -296,6 +315,11 @@ class StyleTransferModule(pl.LightningModule):
                 content_features = plan.content_pass(content.to(dtype))
             output_features = plan.lossnet(stylized.to(dtype))
         terms = perceptual_loss(output_features, content_features, targets, stylized, style_scale=scale, **self.loss_weights)
+        if self.teacher is not None and self.distill_weight > 0:
+            with torch.no_grad():
+                taught = self.teacher(content)
+            terms["distill"] = self.distill_weight * distill_loss(stylized, taught)
+            terms["loss"] = terms["loss"] + terms["distill"]
         if self.temporal_weight > 0:
             terms["temporal"] = self.temporal_weight * self.stability(content, stylized, network)
             terms["loss"] = terms["loss"] + terms["temporal"]

@@ -37,8 +37,11 @@ def available() -> bool:
 
 
 def weights_key(net: TransformerNet) -> str:
-    """What the cached graph depends on: the architecture, every tensor, the torch version."""
-    digest = hashlib.sha256(json.dumps({"arch": net.arch(), "torch": torch.__version__}, sort_keys=True).encode())
+    """What the cached graph depends on: the architecture, how its decoder upsamples (the phase
+    form is another graph), every tensor, the torch version."""
+    upsampling = [bool(getattr(layer, "phase", False)) for layer in net.decoder]
+    digest = hashlib.sha256(json.dumps({"arch": net.arch(), "torch": torch.__version__, "phase": upsampling},
+                                       sort_keys=True).encode())
     for name, tensor in net.state_dict().items():
         t = tensor.detach().float().cpu().contiguous()
         digest.update(f"{name}{tuple(t.shape)}".encode())

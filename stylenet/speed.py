@@ -16,7 +16,8 @@ import torch
 from .device import cpu_has_fast_bf16
 
 #: on/off switches; each may also be `auto` (decided per device by `resolve_speed`)
-SPEED_SWITCHES = ("single_pass", "truncate_content", "channels_last", "autocast", "compile", "cudnn_benchmark", "lossnet_half")
+SPEED_SWITCHES = ("single_pass", "truncate_content", "channels_last", "autocast", "compile", "cudnn_benchmark",
+                  "lossnet_half", "phase_upsample")
 
 
 def resolve_speed(speed: Mapping | None, device: torch.device | str = "cpu") -> dict:
@@ -24,15 +25,17 @@ def resolve_speed(speed: Mapping | None, device: torch.device | str = "cpu") -> 
 
     `speed={}` is therefore the classic recipe (configs/speed/reference.yaml). What `auto`
     means, measured on the hardware (docs/speed.md): autocast = bf16 on a bf16 GPU and on
-    CPUs with native bf16; lossnet_half = on a bf16 GPU; compile = on a GPU only
-    (Inductor's first-step compile costs minutes on a small CPU); the rest: on.
+    CPUs with native bf16; channels_last = on a GPU and with that bf16 on a CPU (in fp32 on a
+    CPU NCHW measured faster, with phase_upsample); lossnet_half = on a bf16 GPU; compile =
+    on a GPU only (Inductor's first-step compile costs minutes on a small CPU); the rest: on.
     """
     speed = dict(speed or {})  # flat: a DictConfig converts key by key
     kind = device.type if isinstance(device, torch.device) else str(device).split(":")[0]
     cuda = kind == "cuda" and torch.cuda.is_available()
     bf16 = (cuda and torch.cuda.is_bf16_supported()) or (kind == "cpu" and cpu_has_fast_bf16())
-    auto = {"single_pass": False, "truncate_content": True, "channels_last": kind in ("cuda", "cpu"),
-            "autocast": bf16, "compile": cuda, "cudnn_benchmark": cuda, "lossnet_half": cuda and bf16}
+    auto = {"single_pass": False, "truncate_content": True, "channels_last": cuda or (kind == "cpu" and bf16),
+            "autocast": bf16, "compile": cuda, "cudnn_benchmark": cuda, "lossnet_half": cuda and bf16,
+            "phase_upsample": True}
     resolved = {}
     for key in SPEED_SWITCHES:
         value = speed.get(key, False)
@@ -93,6 +96,7 @@ def prepare(module, step_context: Callable | None = None) -> StepPlan:
     speed = plan.switches
     fmt = torch.channels_last if speed["channels_last"] else torch.contiguous_format
     module.transformer.to(memory_format=fmt)
+    module.transformer.use_phase_upsample(speed["phase_upsample"])
     module.lossnet.to(memory_format=fmt)
     module.lossnet.to(torch.bfloat16 if speed["lossnet_half"] else torch.float32)
     if not speed["compile"]:

@@ -19,8 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from .callbacks import SampleGrid
 from .data import StyleDataModule
-from .imageio import ensure_writable, load_tensor
 from .errors import UserError
+from .imageio import ensure_writable, load_tensor
 from .modelfile import ModelFile, ModelLoadError, check_finite, load_checkpoint
 from .module import StyleTransferModule
 from .speed import resolve_precision, resolve_speed
@@ -140,6 +140,25 @@ def init_transformer(module: StyleTransferModule, source: str, base: ModelFile |
     print(f"initialised the network from {model.path} ({model.style_name}, {model.metadata.get('training_steps', '?')} steps)")
 
 
+def load_teacher(cfg: DictConfig, styles: RunStyles):
+    """`distill.teacher=`: the trained network (an export, a .ckpt or a preset name) whose
+    outputs a single-style run also imitates; it must hold the style the run trains."""
+    from .modelfile import build_network, read_model_file, resolve_model
+
+    source = (cfg.get("distill") or {}).get("teacher")
+    if not source:
+        return None
+    if styles.names is not None:
+        raise UserError("distill.teacher= teaches single-style runs only; drop it, or train one style")
+    model = read_model_file(resolve_model(str(source)))
+    if model.styles != [styles.run_name]:
+        raise UserError(f"distill.teacher={source} holds {', '.join(model.styles)}, this run trains {styles.run_name}; "
+                        f"name a teacher trained on {styles.run_name} (e.g. checkpoints/{styles.run_name}/{styles.run_name}.safetensors)")
+    print(f"distilling {model.path} ({model.metadata.get('training_steps', '?')} steps) into this run's network, "
+          f"weight {float(cfg.distill.weight):g}")
+    return build_network(model)
+
+
 def build(cfg: DictConfig, run_dir: Path):
     """Everything `fit` needs, built from config: (trainer, module, datamodule)."""
     pl.seed_everything(cfg.seed, workers=True)
@@ -153,7 +172,10 @@ def build(cfg: DictConfig, run_dir: Path):
         loss["weights"] = str(Path(str(loss["weights"])).expanduser().resolve())
     common = dict(model=cfg.model, optim=cfg.optim, speed=cfg.speed, batch_size=cfg.data.batch_size, image_size=cfg.data.image_size)
     if styles.names is None:
-        module = StyleTransferModule(loss=loss, style_name=styles.run_name, style_image=images[0], **common)
+        teacher = load_teacher(cfg, styles)
+        distill = OmegaConf.to_container(cfg.distill, resolve=True) if teacher is not None else None
+        module = StyleTransferModule(loss=loss, style_name=styles.run_name, style_image=images[0],
+                                     teacher=teacher, distill=distill, **common)
     else:
         loss["style_scale"] = 1.0  # each image's own preset weight instead (style_scales)
         module = StyleTransferModule(
@@ -198,8 +220,9 @@ def resumable_checkpoint(cfg: DictConfig) -> dict:
 
 def check_fits(module: StyleTransferModule, ckpt: dict, path) -> None:
     """The checkpoint's tensors are the ones this run's module has (same loss network, same shapes)."""
-    ours = {k: tuple(v.shape) for k, v in module.state_dict().items() if not k.startswith("lossnet.")}
-    theirs = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items() if not k.startswith("lossnet.")}
+    frozen = ("lossnet.", "teacher.")  # rebuilt from config, never in checkpoints
+    ours = {k: tuple(v.shape) for k, v in module.state_dict().items() if not k.startswith(frozen)}
+    theirs = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items() if not k.startswith(frozen)}
     if ours != theirs:
         odd = sorted(set(ours) ^ set(theirs)) or [k for k in sorted(ours) if ours[k] != theirs[k]]
         raise ModelLoadError(f"{path} does not fit this run ({', '.join(odd[:3])} differ: another loss network or model?); "

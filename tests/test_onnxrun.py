@@ -36,6 +36,9 @@ def test_it_gives_the_pytorch_result_and_exports_once(realtime_net, tmp_path, mo
 def test_other_weights_get_their_own_graph_and_tiny_inputs_run_in_pytorch(realtime_net, tmp_path, one_thread):
     other = TransformerNet(width=8, num_residual=1, kernel=3, shuffle=2).eval()
     assert onnxrun.weights_key(other) != onnxrun.weights_key(realtime_net)
+    key = onnxrun.weights_key(other)
+    assert onnxrun.weights_key(other.use_phase_upsample(False)) != key  # the classic upsampling is another graph
+    assert onnxrun.weights_key(other.use_phase_upsample(True)) == key
     net = OnnxNetwork(realtime_net, folder=tmp_path)
     assert net.path == cached_graph(realtime_net, tmp_path) and not net.fits(torch.rand(1, 3, 12, 40))
     s = Stylizer(realtime_net, device="cpu", precision="fp32", backend="onnxruntime")

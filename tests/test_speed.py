@@ -81,25 +81,47 @@ def test_reference_is_all_off_and_empty_speed_is_reference():
 def test_auto_values_resolve_per_device(monkeypatch):
     monkeypatch.setattr("stylenet.speed.cpu_has_fast_bf16", lambda: False)
     cpu = resolve_speed(FAST, "cpu")
-    assert cpu["truncate_content"] and cpu["channels_last"] and not cpu["single_pass"]
+    assert cpu["truncate_content"] and cpu["phase_upsample"] and not cpu["single_pass"]
     assert not cpu["autocast"] and not cpu["compile"] and not cpu["lossnet_half"]
+    assert not cpu["channels_last"]  # fp32 on a CPU: NCHW (with phase_upsample) measured faster
     monkeypatch.setattr("stylenet.speed.cpu_has_fast_bf16", lambda: True)
-    assert resolve_speed(FAST, "cpu")["autocast"]  # measured faster where oneDNN has native bf16
+    bf16 = resolve_speed(FAST, "cpu")
+    assert bf16["autocast"] and bf16["channels_last"]  # measured faster where oneDNN has native bf16
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     gpu = resolve_speed(FAST, "cuda")
     assert gpu["autocast"] and gpu["compile"] and gpu["lossnet_half"] and gpu["cudnn_benchmark"]
 
 
+def test_an_onednn_cap_below_bf16_means_no_native_bf16(monkeypatch):
+    """ONEDNN_MAX_CPU_ISA=AVX2 (how an AVX2-only CPU is emulated on an AMX one) leaves oneDNN
+    no native bf16: auto then picks what it picks on such a CPU (fp32, NCHW)."""
+    from stylenet.speed import cpu_has_fast_bf16  # the real check (conftest patches stylenet.device's name)
+
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    native = cpu_has_fast_bf16()
+    for cap in ("AVX2", "avx512_core"):
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+        assert cpu_has_fast_bf16() is False
+        switches = resolve_speed(FAST, "cpu")
+        assert not switches["autocast"] and not switches["channels_last"]
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")
+    assert cpu_has_fast_bf16() is native  # a cap at or above bf16 changes nothing
+
+
 # -- fast == reference in fp32 ------------------------------------------------------------------
 @pytest.mark.parametrize("network", ["squeezenet1_1", "vgg16"])
-@pytest.mark.parametrize("single_pass", [False, True])
-def test_fast_and_reference_same_losses_and_gradients(network, single_pass):
+@pytest.mark.parametrize("single_pass, channels_last", [(False, False), (False, True), (True, True)])
+def test_fast_and_reference_same_losses_and_gradients(network, single_pass, channels_last):
     batch = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
-    ref_terms, ref_grads = losses_and_grads(build(REFERENCE, network), batch)
-    fast = build({**FAST_FP32, "single_pass": single_pass}, network)
+    reference = build(REFERENCE, network)
+    ref_terms, ref_grads = losses_and_grads(reference, batch)
+    assert not any(layer.phase for layer in reference.transformer.decoder[:2])  # the classic upsampling
+    fast = build({**FAST_FP32, "single_pass": single_pass, "channels_last": channels_last}, network)
     fast_terms, fast_grads = losses_and_grads(fast, batch)
-    assert fast.transformer.encoder[0][1].weight.is_contiguous(memory_format=torch.channels_last)
+    assert fast.transformer.encoder[0][1].weight.is_contiguous(memory_format=torch.channels_last) == channels_last
+    assert all(layer.phase for layer in fast.transformer.decoder[:2])  # NCHW: computed at the low resolution
     for key in ("loss", "content", "style", "tv"):
         assert rel(fast_terms[key], ref_terms[key]) < 1e-4, key
     flat = lambda g: torch.cat([v.flatten() for v in g.values()])  # noqa: E731

@@ -215,3 +215,62 @@ def test_shuffle_network_runs_at_half_size_inside_and_draws_every_pixel(styles):
     assert float((blocks[..., 0::2, 0::2] - blocks[..., 1::2, 1::2]).abs().max()) > 1e-3
     with pytest.raises(ValueError, match="shuffle"):
         TransformerNet(shuffle=0)
+
+
+def _classic_upsample_conv(x, conv):
+    """The definition: nearest ×2, reflection pad 1, the 3×3 conv."""
+    up = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+    return conv(torch.nn.functional.pad(up, (1, 1, 1, 1), mode="reflect"))
+
+
+@pytest.mark.parametrize("shape", [(2, 6, 5, 7), (1, 6, 1, 1), (1, 6, 2, 9)])
+def test_upsample_conv3x3_is_upsample_then_conv(shape):
+    """The four-phase form equals nearest-upsample → reflect-pad → conv, value and gradients
+    (input, weight, bias), at odd and 1-px sizes."""
+    from stylenet.transformer import upsample_conv3x3
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(6, 5, 3)
+    x = torch.randn(*shape, requires_grad=True)
+    expected = _classic_upsample_conv(x, conv)
+    got = upsample_conv3x3(x, conv.weight, conv.bias)
+    assert got.shape == expected.shape == (shape[0], 5, 2 * shape[2], 2 * shape[3])
+    assert torch.allclose(got, expected, atol=1e-5)
+    g = torch.randn_like(expected)
+    want = torch.autograd.grad(expected, [x, conv.weight, conv.bias], g)
+    have = torch.autograd.grad(upsample_conv3x3(x, conv.weight, conv.bias), [x, conv.weight, conv.bias], g)
+    for a, b in zip(have, want):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kw", [{}, {"num_styles": 3}, {"kernel": 3, "shuffle": 2}])
+def test_phase_upsampling_is_the_same_network(kw):
+    """use_phase_upsample changes how the decoder computes, not what: outputs and every
+    gradient match the classic upsampling (odd size, a blend for the multi-style net);
+    channels-last inputs and depthwise convs keep the classic path."""
+    import copy
+
+    torch.manual_seed(0)
+    net = TransformerNet(width=8, num_residual=1, **kw)
+    classic = copy.deepcopy(net).use_phase_upsample(False)
+    assert all(layer.phase for layer in net.decoder[:2]) and not any(layer.phase for layer in classic.decoder[:2])
+    style = torch.tensor([0.2, 0.8, 0.0]) if kw.get("num_styles") else None
+    x = torch.rand(2, 3, 37, 29)
+    g = torch.randn(2, 3, 37, 29)
+    y, y0 = net(x, style), classic(x, style)
+    assert torch.allclose(y, y0, atol=1e-6)
+    (y * g).sum().backward()
+    (y0 * g).sum().backward()
+    total = torch.cat([q.grad.flatten() for q in classic.parameters()]).norm()
+    for (name, p), q in zip(net.named_parameters(), classic.parameters()):
+        if q.grad.norm() > 1e-6 * total:  # conv biases before instance norm: zero gradient by construction
+            assert float((p.grad - q.grad).norm() / q.grad.norm()) < 1e-4, name
+    calls = []  # the classic path runs the whole ConvLayer on the upsampled input
+    net.decoder[0].conv.register_forward_pre_hook(lambda m, i: calls.append(tuple(i[0].shape[-2:])))
+    h = torch.rand(1, 32, 5, 6)
+    weights = None if style is None else style[None]
+    net.decoder[0](h, weights)
+    assert calls == []
+    net.decoder[0](h.contiguous(memory_format=torch.channels_last), weights)
+    assert calls == [(10, 12)]
+    assert not TransformerNet(width=8, separable=True, kernel=5).decoder[0].phase

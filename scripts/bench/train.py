@@ -232,6 +232,7 @@ def count_step_flops(speed: dict, args: dict, style: torch.Tensor) -> dict[str, 
         model=model_config(args["model"]), loss=loss_config(args["network"], args["weights"]),
         optim={"lr": 1e-3}, speed=speed, style_image=style, batch_size=1, image_size=args["size"],
     )
+    module.setup_speed()  # the configuration's own step (e.g. phase_upsample: fewer decoder FLOPs)
     x = torch.rand(1, 3, args["size"], args["size"])
     with FlopCounterMode(display=False) as counter:
         module.transformer(x)
