@@ -73,8 +73,9 @@ class ConvLayer(nn.Sequential):
             layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
-        for layer in self:
+    def forward(self, x: torch.Tensor, style: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
+        """`start`: skip the first layers (the upsampling layer's phase form does pad and conv itself)."""
+        for layer in list(self)[start:]:
             x = layer(x, style) if isinstance(layer, ConditionalInstanceNorm2d) else layer(x)
         return x
 
@@ -128,16 +129,15 @@ class UpsampleConvLayer(nn.Module):
     def __init__(self, cin: int, cout: int, kernel: int = 3, num_styles: int = 1, separable: bool = False):
         super().__init__()
         self.conv = ConvLayer(cin, cout, kernel, num_styles=num_styles, separable=separable)
-        self.phase = kernel == 3 and not separable
+        #: whether the phase form applies (a dense 3×3 conv), and whether it is used
+        self.phase_capable = kernel == 3 and not separable
+        self.phase = self.phase_capable
 
     def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
         if not (self.phase and x.is_contiguous()):
             return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"), style)
         conv = self.conv[1]
-        x = upsample_conv3x3(x, conv.weight, conv.bias)
-        for layer in list(self.conv)[2:]:  # the norm and ReLU after the conv
-            x = layer(x, style) if isinstance(layer, ConditionalInstanceNorm2d) else layer(x)
-        return x
+        return self.conv(upsample_conv3x3(x, conv.weight, conv.bias), style, start=2)  # then its norm and ReLU
 
 
 class TransformerNet(nn.Module):
@@ -181,7 +181,7 @@ class TransformerNet(nn.Module):
         """Run the dense 3×3 upsampling convs as `upsample_conv3x3` (on) or the classic way (off)."""
         for layer in self.decoder:
             if isinstance(layer, UpsampleConvLayer):
-                layer.phase = bool(on) and layer.conv[1].kernel_size == (3, 3) and layer.conv[1].groups == 1
+                layer.phase = bool(on) and layer.phase_capable
         return self
 
     def arch(self) -> dict[str, int | bool]:

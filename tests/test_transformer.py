@@ -265,8 +265,8 @@ def test_phase_upsampling_is_the_same_network(kw):
     for (name, p), q in zip(net.named_parameters(), classic.parameters()):
         if q.grad.norm() > 1e-6 * total:  # conv biases before instance norm: zero gradient by construction
             assert float((p.grad - q.grad).norm() / q.grad.norm()) < 1e-4, name
-    calls = []  # the classic path runs the whole ConvLayer on the upsampled input
-    net.decoder[0].conv.register_forward_pre_hook(lambda m, i: calls.append(tuple(i[0].shape[-2:])))
+    calls = []  # the classic path reflection-pads the upsampled input; the phase form pads the input itself
+    net.decoder[0].conv[0].register_forward_pre_hook(lambda m, i: calls.append(tuple(i[0].shape[-2:])))
     h = torch.rand(1, 32, 5, 6)
     weights = None if style is None else style[None]
     net.decoder[0](h, weights)
