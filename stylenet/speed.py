@@ -13,11 +13,12 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from .allocator import keep_freed_memory
 from .device import cpu_has_fast_bf16
 
 #: on/off switches; each may also be `auto` (decided per device by `resolve_speed`)
 SPEED_SWITCHES = ("single_pass", "truncate_content", "channels_last", "autocast", "compile", "cudnn_benchmark",
-                  "lossnet_half", "phase_upsample")
+                  "lossnet_half", "phase_upsample", "narrow_conv", "keep_host_memory")
 
 
 def resolve_speed(speed: Mapping | None, device: torch.device | str = "cpu") -> dict:
@@ -27,7 +28,8 @@ def resolve_speed(speed: Mapping | None, device: torch.device | str = "cpu") -> 
     means, measured on the hardware (docs/speed.md): autocast = bf16 on a bf16 GPU and on
     CPUs with native bf16; channels_last = on a GPU and with that bf16 on a CPU (in fp32 on a
     CPU NCHW measured faster, with phase_upsample); lossnet_half = on a bf16 GPU; compile =
-    on a GPU only (Inductor's first-step compile costs minutes on a small CPU); the rest: on.
+    on a GPU only (Inductor's first-step compile costs minutes on a small CPU); narrow_conv and
+    keep_host_memory = on a CPU (on a GPU not measured yet); the rest: on.
     """
     speed = dict(speed or {})  # flat: a DictConfig converts key by key
     kind = device.type if isinstance(device, torch.device) else str(device).split(":")[0]
@@ -35,7 +37,7 @@ def resolve_speed(speed: Mapping | None, device: torch.device | str = "cpu") -> 
     bf16 = (cuda and torch.cuda.is_bf16_supported()) or (kind == "cpu" and cpu_has_fast_bf16())
     auto = {"single_pass": False, "truncate_content": True, "channels_last": cuda or (kind == "cpu" and bf16),
             "autocast": bf16, "compile": cuda, "cudnn_benchmark": cuda, "lossnet_half": cuda and bf16,
-            "phase_upsample": True}
+            "phase_upsample": True, "narrow_conv": kind == "cpu", "keep_host_memory": kind == "cpu"}
     resolved = {}
     for key in SPEED_SWITCHES:
         value = speed.get(key, False)
@@ -97,6 +99,9 @@ def prepare(module, step_context: Callable | None = None) -> StepPlan:
     fmt = torch.channels_last if speed["channels_last"] else torch.contiguous_format
     module.transformer.to(memory_format=fmt)
     module.transformer.use_phase_upsample(speed["phase_upsample"])
+    module.transformer.use_narrow_conv(speed["narrow_conv"])
+    if speed["keep_host_memory"]:
+        keep_freed_memory()  # process-wide, so never switched back off here
     module.lossnet.to(memory_format=fmt)
     module.lossnet.to(torch.bfloat16 if speed["lossnet_half"] else torch.float32)
     if not speed["compile"]:

@@ -37,6 +37,16 @@ def fp32_inference():
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _malloc_untouched():
+    """speed=fast on a CPU tells glibc to keep freed memory (stylenet.allocator), process-wide:
+    in-process tests leave the test process's malloc as it is (the forked memory probes measure
+    it); test_allocator.py checks the real effect in a subprocess."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("stylenet.allocator._mallopt", lambda: None)
+        yield
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny images: OpenMP sync costs more than a second thread gains (a lot more on a busy machine)."""

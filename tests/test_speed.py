@@ -84,6 +84,7 @@ def test_auto_values_resolve_per_device(monkeypatch):
     assert cpu["truncate_content"] and cpu["phase_upsample"] and not cpu["single_pass"]
     assert not cpu["autocast"] and not cpu["compile"] and not cpu["lossnet_half"]
     assert not cpu["channels_last"]  # fp32 on a CPU: NCHW (with phase_upsample) measured faster
+    assert cpu["narrow_conv"] and cpu["keep_host_memory"]
     monkeypatch.setattr("stylenet.speed.cpu_has_fast_bf16", lambda: True)
     bf16 = resolve_speed(FAST, "cpu")
     assert bf16["autocast"] and bf16["channels_last"]  # measured faster where oneDNN has native bf16
@@ -91,6 +92,7 @@ def test_auto_values_resolve_per_device(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     gpu = resolve_speed(FAST, "cuda")
     assert gpu["autocast"] and gpu["compile"] and gpu["lossnet_half"] and gpu["cudnn_benchmark"]
+    assert not gpu["narrow_conv"] and not gpu["keep_host_memory"]  # not measured on a GPU yet
 
 
 def test_an_onednn_cap_below_bf16_means_no_native_bf16(monkeypatch):
@@ -122,6 +124,7 @@ def test_fast_and_reference_same_losses_and_gradients(network, single_pass, chan
     fast_terms, fast_grads = losses_and_grads(fast, batch)
     assert fast.transformer.encoder[0][1].weight.is_contiguous(memory_format=torch.channels_last) == channels_last
     assert all(layer.phase for layer in fast.transformer.decoder[:2])  # NCHW: computed at the low resolution
+    assert fast.transformer.decoder[-1].narrow and not reference.transformer.decoder[-1].narrow
     for key in ("loss", "content", "style", "tv"):
         assert rel(fast_terms[key], ref_terms[key]) < 1e-4, key
     flat = lambda g: torch.cat([v.flatten() for v in g.values()])  # noqa: E731
@@ -184,6 +187,26 @@ def test_compile_switch():
     off = build({**FAST_FP32, "compile": False})
     plan = off.setup_speed()
     assert not plan.compiled and plan.transformer is off.transformer and plan.lossnet is off.lossnet
+
+
+def test_keep_host_memory_is_set_by_the_fast_step_only(monkeypatch):
+    """keep_host_memory tells glibc to keep freed memory (process-wide: test_allocator.py) when
+    the step is set up, and the classic recipe leaves malloc alone."""
+    calls = []
+    monkeypatch.setattr("stylenet.speed.keep_freed_memory", lambda on=True: calls.append(on) or True)
+    build(REFERENCE).setup_speed()
+    assert calls == []
+    build(FAST_FP32).setup_speed()
+    assert calls == [True]
+    build({**FAST_FP32, "keep_host_memory": False}).setup_speed()
+    assert calls == [True]
+
+
+def test_narrow_conv_switch():
+    on, off = build(FAST_FP32), build({**FAST_FP32, "narrow_conv": False})
+    on.setup_speed()
+    off.setup_speed()
+    assert on.transformer.decoder[-1].narrow and not off.transformer.decoder[-1].narrow
 
 
 def test_autocast_switch():

@@ -274,3 +274,57 @@ def test_phase_upsampling_is_the_same_network(kw):
     net.decoder[0](h.contiguous(memory_format=torch.channels_last), weights)
     assert calls == [(10, 12)]
     assert not TransformerNet(width=8, separable=True, kernel=5).decoder[0].phase
+
+
+@pytest.mark.parametrize("shape, kernel, bias", [((2, 6, 13, 11), (3, 3), True), ((1, 5, 12, 20), (9, 9), True),
+                                                 ((2, 4, 7, 9), (3, 5), False)])
+def test_narrow_conv2d_is_conv2d(shape, kernel, bias):
+    """The narrow form (gradients as forward convs with swapped roles) equals F.conv2d: value,
+    and gradients of input, weight and bias, for square and non-square kernels."""
+    from stylenet.transformer import narrow_conv2d
+
+    torch.manual_seed(0)
+    x = torch.randn(*shape, requires_grad=True)
+    w = torch.randn(3, shape[1], *kernel, requires_grad=True)
+    b = torch.randn(3, requires_grad=True) if bias else None
+    expected = torch.nn.functional.conv2d(x, w, b)
+    got = narrow_conv2d(x, w, b)
+    assert got.shape == expected.shape and got.is_contiguous()
+    assert torch.allclose(got, expected, atol=1e-5)
+    inputs = [t for t in (x, w, b) if t is not None]
+    g = torch.randn_like(expected)
+    for a, e in zip(torch.autograd.grad(got, inputs, g), torch.autograd.grad(expected, inputs, g, retain_graph=True)):
+        assert a.shape == e.shape and torch.allclose(a, e, atol=1e-4, rtol=1e-5)
+    (only_x,) = torch.autograd.grad(narrow_conv2d(x, w.detach(), None), [x], g)  # frozen weights: input only
+    assert torch.allclose(only_x, torch.autograd.grad(expected, [x], g)[0], atol=1e-4)
+
+
+@pytest.mark.parametrize("kw", [{}, {"kernel": 5, "num_styles": 2}])
+def test_narrow_conv_is_the_same_network(kw):
+    """use_narrow_conv changes how the RGB-drawing last conv computes, not what: outputs and every
+    gradient match; no other layer qualifies, nor model=realtime's 12-channel last conv; under
+    autocast the plain conv runs."""
+    import copy
+
+    torch.manual_seed(0)
+    net = TransformerNet(width=8, num_residual=1, **kw)
+    narrow = copy.deepcopy(net).use_narrow_conv(True)
+    layers = [m for m in narrow.modules() if getattr(m, "narrow", False)]
+    assert layers == [narrow.decoder[-1]]
+    assert not any(getattr(m, "narrow", False) for m in TransformerNet(width=16, kernel=3, shuffle=2).use_narrow_conv().modules())
+    style = torch.tensor([0.3, 0.7]) if kw.get("num_styles") else None
+    x, g = torch.rand(2, 3, 23, 30), torch.randn(2, 3, 23, 30)
+    calls = []
+    narrow.decoder[-1][1].register_forward_pre_hook(lambda m, i: calls.append(1))  # the module's own conv call
+    y, y0 = narrow(x, style), net(x, style)
+    assert calls == [] and torch.allclose(y, y0, atol=1e-6)
+    (y * g).sum().backward()
+    (y0 * g).sum().backward()
+    total = torch.cat([q.grad.flatten() for q in net.parameters()]).norm()
+    for (name, p), q in zip(narrow.named_parameters(), net.parameters()):
+        if q.grad.norm() > 1e-6 * total:  # conv biases before instance norm: zero gradient by construction
+            assert float((p.grad - q.grad).norm() / q.grad.norm()) < 1e-4, name
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+        narrow(x, style)
+    assert calls == [1]  # bf16: the plain conv
+    assert not any(m.narrow for m in narrow.use_narrow_conv(False).modules() if hasattr(m, "narrow_capable"))

@@ -35,6 +35,7 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.benchmark import Timer
 
+from stylenet.allocator import keep_freed_memory
 from stylenet.commands.app import as_list
 from stylenet.device import pick_device, synchronize
 from stylenet.errors import UserError
@@ -166,6 +167,8 @@ class Run:
 
     def step(self) -> float:
         torch.backends.cudnn.benchmark = self._cudnn  # a global flag: each configuration sets its own
+        if self.device.type == "cpu":  # so is malloc's: off is glibc's usual behaviour for large blocks
+            keep_freed_memory(self.switches["keep_host_memory"])
         x = self.host.to(self.device, non_blocking=True)
         with self.precision.train_step_context():
             loss = self.module.compute_losses(x)["loss"]
