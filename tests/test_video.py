@@ -303,6 +303,20 @@ def test_webcam_runs_the_network_in_onnx_runtime(capsys, export_path, tmp_path, 
     assert probe(tmp_path / "live.mp4") == (8, FPS, W, H)
 
 
+def test_frame_loops_keep_host_memory_unless_told_not_to(monkeypatch, export_path, tmp_path, one_thread):
+    """The webcam and video stylization tell glibc to keep freed memory (stylenet.allocator:
+    each frame reuses the last one's blocks); keep_host_memory=false leaves malloc alone."""
+    calls = []
+    monkeypatch.setattr("stylenet.allocator.keep_freed_memory", lambda on=True: calls.append(on) or True)
+    clip = make_video(tmp_path / "cam.mp4", frames=3)
+    webcam, stylize = load_script("webcam"), load_script("stylize")
+    live = [f"model={export_path}", f"source={clip}", "headless=true", "realtime=false", "backend=torch"]
+    assert webcam.main([*live, "keep_host_memory=false"]) == 0 and calls == []
+    assert webcam.main(live) == 0 and calls == [True]
+    assert stylize.main([f"model={export_path}", f"input={clip}", f"output={tmp_path / 'out.mp4'}", "progress=false"]) == 0
+    assert calls == [True, True] and probe(tmp_path / "out.mp4")[0] == 3
+
+
 @pytest.mark.slow
 def test_stylize_cli_video_image_folder_and_preset(export_path, clip, tmp_path):
     script = str(ROOT / "scripts" / "stylize.py")

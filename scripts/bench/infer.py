@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch.utils.benchmark import Measurement, Timer
 
+from stylenet.allocator import keep_freed_memory
 from stylenet.device import pick_device
 from stylenet.transformer import TransformerNet
 
@@ -102,8 +103,10 @@ def run(cfg) -> None:
         ort_version = onnxruntime.__version__
     except ImportError:
         ort_version = "not installed"
+    kept = bool(cfg.get("keep_host_memory", True)) and keep_freed_memory()
     header = (f"device: {device.type} ({gpu}), CPU threads: {torch.get_num_threads()}, torch {torch.__version__}, "
-              f"onnxruntime {ort_version}, batch {cfg['batch']}; median of up to {cfg['repeat']} runs after a warm-up "
+              f"onnxruntime {ort_version}, batch {cfg['batch']}, malloc keeps freed memory: {'yes' if kept else 'no'}; "
+              f"median of up to {cfg['repeat']} runs after a warm-up "
               f"(one run where it takes > {cfg['max_cell_s']} s)")
     rows: list[tuple[str, str, list[str]]] = []
     notes: list[str] = []

@@ -70,12 +70,17 @@ def video_output(path: Path) -> Path:
     return path if path.suffix.lower() in CONTAINERS else path.with_suffix(".mp4")
 
 
-def stylize_one_video(stylizer, src: Path, dst: Path, options: dict, *, batch_size: int, progress: bool, stabilize) -> None:
+def stylize_one_video(stylizer, src: Path, dst: Path, options: dict, *, batch_size: int, progress: bool, stabilize,
+                      keep_host_memory: bool = True) -> None:
     """One video file, with its audio; `stabilize`: a `temporal.Stabilizer` config, or None."""
     from ..temporal import Stabilizer
     from ..videofile import stylize_video
 
     stabilizer = Stabilizer.from_config(stabilize) if stabilize else None
+    if keep_host_memory:
+        from ..allocator import keep_freed_memory
+
+        keep_freed_memory()  # every batch of frames allocates the same blocks: reuse them (docs/inference.md)
     stats = stylize_video(stylizer, src, dst, batch_size=batch_size, progress=progress, stabilizer=stabilizer, **options)
     print(f"wrote {stats.output}: {stats.frames} frames, {stats.size[0]}x{stats.size[1]} at {stats.fps:g} fps, {stats.codec}, "
           f"audio {stats.audio}{', stabilised' if stabilizer else ''} ({stats.frames / max(stats.seconds, 1e-9):.1f} frames/s)")
@@ -103,7 +108,8 @@ def stylize(cfg) -> int:
     stylizer = Stylizer.load(str(cfg.model), device=cfg.device, precision=cfg.precision, compile=bool(cfg.compile), **sizes,
                               **app.render_options(cfg))
     stylizer.style_weights(options["style"])  # an unknown style name: the error before any file is read
-    video = {"batch_size": sizes["batch_size"], "stabilize": dict(cfg.stabilizer) if cfg.stabilize else None}
+    video = {"batch_size": sizes["batch_size"], "stabilize": dict(cfg.stabilizer) if cfg.stabilize else None,
+             "keep_host_memory": bool(cfg.get("keep_host_memory", True))}
     if src.is_dir():
         done, failed = stylize_folder(stylizer, src, dst, options, bool(cfg.progress), video)
         for message in failed:

@@ -27,6 +27,10 @@ def webcam(cfg) -> None:
         from ..virtualcam import require
 
         require()
+    if cfg.get("keep_host_memory", True):
+        from ..allocator import keep_freed_memory
+
+        keep_freed_memory()  # every frame allocates the same blocks: reuse them (docs/inference.md)
     stylizers = [Stylizer.load(str(m), device=cfg.device, precision=cfg.precision, compile=bool(cfg.compile),
                                **app.render_options(cfg)) for m in app.as_list(cfg.model)]
     if not stylizers:
