@@ -365,10 +365,17 @@ class StyleTransferModule(pl.LightningModule):
         base = optim.get("norm_lr") if self.hparams.get("train_only") == "norm" and optim.get("norm_lr") else optim["lr"]
         return float(base) * math.pow(ratio, power)
 
+    def schedule_options(self) -> dict:
+        """`optim`, with train_only=norm's own warm-up (`optim.norm_warmup_steps`) where it applies."""
+        optim = dict(self.hparams.optim)
+        if self.hparams.get("train_only") == "norm" and optim.get("norm_warmup_steps") is not None:
+            optim["warmup_steps"] = optim["norm_warmup_steps"]
+        return optim
+
     def configure_optimizers(self):
         """Adam; with `optim.warmup_steps` a linear warm-up, then `optim.schedule` (constant |
         cosine down to `optim.min_lr_ratio` × lr at the run's last step), stepped per batch."""
-        optim = self.hparams.optim
+        optim = self.schedule_options()
         params = [p for p in self.network.parameters() if p.requires_grad]  # train_only=norm: the new γ, β only
         adam = torch.optim.Adam(params, lr=self.effective_lr(), betas=tuple(optim.get("betas", (0.9, 0.999))))
         schedule = lr_schedule(adam, optim, total_steps=int(self.trainer.estimated_stepping_batches) if self._trainer else 0)

@@ -339,7 +339,8 @@ def test_train_only_norm_freezes_the_network(two_styles, photos, tmp_path):
     from stylenet.train import build
 
     (base_path,) = (two_styles / "ckpt").glob("*.safetensors")
-    cfg = compose(tiny_multi(tmp_path, photos, 1, [f"init_from={base_path}", "train_only=norm", "style=shipwreck", "optim.norm_lr=0.05"]))
+    cfg = compose(tiny_multi(tmp_path, photos, 1, [f"init_from={base_path}", "train_only=norm", "style=shipwreck", "optim.norm_lr=0.05",
+                                                   "optim.warmup_steps=7"]))
     _, module, _ = build(cfg, tmp_path / "run")
     assert module.style_names == ["hokusai", "the_scream", "shipwreck"] and module.trained_styles == [2]
     assert not any(p.requires_grad for p in module.transformer.parameters())
@@ -351,6 +352,8 @@ def test_train_only_norm_freezes_the_network(two_styles, photos, tmp_path):
     torch.testing.assert_close(module.transformer.encoder[0][2].weight[2], base["encoder.0.2.weight"].mean(0))
     # only γ, β learn: their own learning rate (optim.norm_lr), not the whole network's
     assert module.effective_lr() == pytest.approx(0.05 * (cfg.data.batch_size / 4) ** 0.5) and float(cfg.optim.lr) != 0.05
+    # … and their own warm-up (none by default), not the network's
+    assert module.schedule_options()["warmup_steps"] == 0 and cfg.optim.warmup_steps == 7
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -243,6 +243,16 @@ def test_upsample_conv3x3_is_upsample_then_conv(shape):
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-5)
 
 
+def assert_same_gradients(net, reference, y, y0, g):
+    """Backpropagate g from the two networks' outputs: every parameter's gradient agrees (1e-4 relative)."""
+    (y * g).sum().backward()
+    (y0 * g).sum().backward()
+    total = torch.cat([q.grad.flatten() for q in reference.parameters()]).norm()
+    for (name, p), q in zip(net.named_parameters(), reference.parameters()):
+        if q.grad.norm() > 1e-6 * total:  # conv biases before instance norm: zero gradient by construction
+            assert float((p.grad - q.grad).norm() / q.grad.norm()) < 1e-4, name
+
+
 @pytest.mark.parametrize("kw", [{}, {"num_styles": 3}, {"kernel": 3, "shuffle": 2}])
 def test_phase_upsampling_is_the_same_network(kw):
     """use_phase_upsample changes how the decoder computes, not what: outputs and every
@@ -259,12 +269,7 @@ def test_phase_upsampling_is_the_same_network(kw):
     g = torch.randn(2, 3, 37, 29)
     y, y0 = net(x, style), classic(x, style)
     assert torch.allclose(y, y0, atol=1e-6)
-    (y * g).sum().backward()
-    (y0 * g).sum().backward()
-    total = torch.cat([q.grad.flatten() for q in classic.parameters()]).norm()
-    for (name, p), q in zip(net.named_parameters(), classic.parameters()):
-        if q.grad.norm() > 1e-6 * total:  # conv biases before instance norm: zero gradient by construction
-            assert float((p.grad - q.grad).norm() / q.grad.norm()) < 1e-4, name
+    assert_same_gradients(net, classic, y, y0, g)
     calls = []  # the classic path reflection-pads the upsampled input; the phase form pads the input itself
     net.decoder[0].conv[0].register_forward_pre_hook(lambda m, i: calls.append(tuple(i[0].shape[-2:])))
     h = torch.rand(1, 32, 5, 6)
@@ -318,12 +323,7 @@ def test_narrow_conv_is_the_same_network(kw):
     narrow.decoder[-1][1].register_forward_pre_hook(lambda m, i: calls.append(1))  # the module's own conv call
     y, y0 = narrow(x, style), net(x, style)
     assert calls == [] and torch.allclose(y, y0, atol=1e-6)
-    (y * g).sum().backward()
-    (y0 * g).sum().backward()
-    total = torch.cat([q.grad.flatten() for q in net.parameters()]).norm()
-    for (name, p), q in zip(narrow.named_parameters(), net.parameters()):
-        if q.grad.norm() > 1e-6 * total:  # conv biases before instance norm: zero gradient by construction
-            assert float((p.grad - q.grad).norm() / q.grad.norm()) < 1e-4, name
+    assert_same_gradients(narrow, net, y, y0, g)
     with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
         narrow(x, style)
     assert calls == [1]  # bf16: the plain conv
