@@ -60,12 +60,13 @@ class _NarrowConv2d(torch.autograd.Function):
     """A stride-1 conv with few output channels whose gradients are computed as forward convs.
 
     oneDNN runs both gradients of a conv like the network's last layer (32 → 3 channels, 9×9)
-    at a twentieth of its usual rate on AVX2 (964 ms for one batch of 4 at 256 px, where a
-    forward pass of the same size takes 48 ms). Swapping roles gives the same sums as convs it
-    runs fast: the input gradient is the zero-padded output gradient convolved with the
-    flipped, transposed kernel, and the weight gradient is the weight gradient of *that* conv
-    with the layer's input as its output gradient (flipped back). The forward runs on a
-    channels-last copy of the input (2.5× faster there, returned NCHW)."""
+    at a twentieth of its usual rate on AVX2: 898 ms for a batch of 4 at 256 px, where its
+    forward takes 120 ms. Swapping roles gives the same sums as convs it runs fast: the input
+    gradient is the zero-padded output gradient convolved with the flipped, transposed kernel,
+    and the weight gradient is the weight gradient of *that* conv with the layer's input as its
+    output gradient (flipped back). The forward runs on a channels-last copy of the input
+    (2.5× faster on AVX2, returned NCHW). Forward + backward: 982 → 142 ms on AVX2, 250 → 135 ms
+    with AVX-512 (docs/speed.md)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias):
@@ -97,7 +98,7 @@ def narrow_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
 
 
 #: convs with at most this many output channels may use `narrow_conv2d` (measured: it wins for
-#: 32 → 3 at 9×9, 3.5-7× on CPUs; it loses for `model=realtime`'s 16 → 12 at 3×3)
+#: 32 → 3 at 9×9, 1.9× with AVX-512 to 7× on AVX2; it loses for `model=realtime`'s 16 → 12 at 3×3)
 NARROW_MAX_CHANNELS = 4
 
 
