@@ -15,24 +15,26 @@ import ctypes
 from stylenet.allocator import keep_freed_memory
 
 libc = ctypes.CDLL("libc.so.6")
+FIELDS = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")
+# mallinfo2 (glibc >= 2.33) has size_t fields; the older mallinfo has int fields (enough for 64 MiB)
+info = getattr(libc, "mallinfo2", None) or libc.mallinfo
 class Info(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
-libc.mallinfo2.restype = Info
+    _fields_ = [(name, ctypes.c_size_t if info is not libc.mallinfo else ctypes.c_int) for name in FIELDS]
+info.restype = Info
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
 BIG = 64 << 20
 
 def mapped_while_held():
     block = libc.malloc(BIG)
-    mapped = libc.mallinfo2().hblkhd  # bytes in mmap'd blocks
+    mapped = info().hblkhd  # bytes in mmap'd blocks
     libc.free(block)
     return mapped
 
 default = mapped_while_held()
 on = keep_freed_memory(True)
 kept = mapped_while_held()
-heap_after_free = libc.mallinfo2().arena  # the freed block stays in the heap
+heap_after_free = info().arena  # the freed block stays in the heap
 off = keep_freed_memory(False)
 print(default, on, kept, heap_after_free, off, mapped_while_held())
 """
