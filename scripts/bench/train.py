@@ -163,12 +163,20 @@ class Run:
         self.times: list[float] = []
         self.cpu_times: list[float] = []
         self.peak_bytes: int | None = None
-        self.timer = Timer(stmt="run.step()", globals={"run": self}, num_threads=torch.get_num_threads())
+        self.timer = Timer(stmt="run.train_step()", globals={"run": self}, num_threads=torch.get_num_threads())
 
-    def step(self) -> float:
+    def use_process_settings(self) -> None:
+        """This configuration's process-wide settings, set before its step and outside its timing."""
         torch.backends.cudnn.benchmark = self._cudnn  # a global flag: each configuration sets its own
         if self.device.type == "cpu":  # so is malloc's: off is glibc's usual behaviour for large blocks
             keep_freed_memory(self.switches["keep_host_memory"])
+
+    def step(self) -> float:
+        self.use_process_settings()
+        return self.train_step()
+
+    def train_step(self) -> float:
+        """One optimiser step as Lightning runs it (the process settings already in place)."""
         x = self.host.to(self.device, non_blocking=True)
         with self.precision.train_step_context():
             loss = self.module.compute_losses(x)["loss"]
@@ -179,6 +187,7 @@ class Run:
 
     def timed_step(self) -> None:
         """One step, timed (wall: Timer, device-synchronised; CPU: all threads of this process)."""
+        self.use_process_settings()
         synchronize(self.device)
         cpu = time.process_time()
         self.times.append(self.timer.timeit(1).median)
