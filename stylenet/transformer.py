@@ -195,6 +195,18 @@ class UpsampleConvLayer(nn.Module):
         return self.conv(upsample_conv3x3(x, conv.weight, conv.bias), style, start=2)  # then its norm and ReLU
 
 
+def fine_detail(image: torch.Tensor) -> torch.Tensor:
+    """The image minus its 3×3 box blur (edges replicated): its one-pixel detail, what a network
+    run at half size cannot redraw. Summed from shifted slices, row sums then column sums: on a
+    CPU 2× faster than avg_pool2d, and plain Slice/Add ops in an ONNX graph."""
+    p = F.pad(image, (1, 1, 1, 1), mode="replicate")
+    rows = p[..., :-2] + p[..., 1:-1]
+    rows = rows + p[..., 2:]
+    box = rows[..., :-2, :] + rows[..., 1:-1, :]
+    box = box + rows[..., 2:, :]
+    return torch.add(image, box, alpha=-1 / 9)
+
+
 class TransformerNet(nn.Module):
     """Image (B,3,H,W) in [0,1] → stylized image of the same size in [0,1].
 
@@ -204,7 +216,7 @@ class TransformerNet(nn.Module):
     """
 
     def __init__(self, width: int = 32, num_residual: int = 5, num_styles: int = 1, kernel: int = 9,
-                 separable: bool = False, shuffle: int = 1):
+                 separable: bool = False, shuffle: int = 1, skip: bool = False):
         super().__init__()
         if shuffle < 1:
             raise ValueError(f"shuffle must be at least 1, got {shuffle}")
@@ -214,6 +226,10 @@ class TransformerNet(nn.Module):
             raise ValueError(f"kernel must be an odd number of pixels, got {kernel}")
         self.width, self.num_residual, self.num_styles = width, num_residual, num_styles
         self.kernel, self.separable, self.shuffle = int(kernel), bool(separable), int(shuffle)
+        # skip: the photo's finest detail carried around the network to its output (see
+        # `transform`); its per-channel gain is a weight, so a model file's weights show whether
+        # it has one
+        self.skip_gain = nn.Parameter(torch.zeros(3)) if skip else None
         w, s, k, sep, r = width, num_styles, self.kernel, self.separable, self.shuffle
         #: the padded input is a multiple of this, and at least `min_size`
         self.size_multiple, self.min_size = SIZE_MULTIPLE * r, MIN_SIZE * r
@@ -250,7 +266,8 @@ class TransformerNet(nn.Module):
     def arch(self) -> dict[str, int | bool]:
         """What it takes to rebuild this network (stored in checkpoints and exports)."""
         return {"width": self.width, "num_residual": self.num_residual, "num_styles": self.num_styles,
-                "kernel": self.kernel, "separable": self.separable, "shuffle": self.shuffle}
+                "kernel": self.kernel, "separable": self.separable, "shuffle": self.shuffle,
+                "skip": self.skip_gain is not None}
 
     @staticmethod
     def arch_of(state_dict) -> dict[str, int]:
@@ -265,7 +282,8 @@ class TransformerNet(nn.Module):
                 # depthwise: one input channel per group (a plain 3×3 conv here has 4·width)
                 "separable": bool(state_dict["decoder.0.conv.1.weight"].shape[1] == 1),
                 # space-to-depth by r feeds the first conv 3·r² channels
-                "shuffle": round(math.sqrt(int(first.shape[1]) / 3))}
+                "shuffle": round(math.sqrt(int(first.shape[1]) / 3)),
+                "skip": "skip_gain" in state_dict}
 
     def style_weights(self, style, batch: int, device=None) -> torch.Tensor | None:
         """`style` as weights (B, S) over this network's styles; None for a single-style network.
@@ -308,16 +326,27 @@ class TransformerNet(nn.Module):
     def transform(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
         """The network proper, on an input already padded to a multiple of `size_multiple` (at
         least `min_size`); `style`: weights (B, S) for a multi-style network (see
-        `style_weights`), else None."""
+        `style_weights`), else None.
+
+        With `skip` the photo's finest detail (itself minus its 3×3 box blur) is added to the
+        output, times a per-channel gain that starts at 0 (the plain network) and is learnt: a
+        network that runs at half size cannot redraw the photo's one-pixel edges, this hands
+        them over. (Carrying the whole photo instead, sigmoid(network + logit(photo)), was
+        tried: the photo's colours and saturated pixels held the painting off; docs/inference.md.)"""
+        photo = x
         x = self.unshuffle(x)
         if self.num_styles == 1:
-            return torch.sigmoid(self.reshuffle(self.decoder(self.residuals(self.encoder(x)))))
-        if style is None:
-            raise ValueError("a multi-style network needs style weights (B, S): see TransformerNet.style_weights")
-        for part in (self.encoder, self.residuals, self.decoder):
-            for layer in part:
-                x = layer(x, style)
-        return torch.sigmoid(self.reshuffle(x))
+            x = self.decoder(self.residuals(self.encoder(x)))
+        else:
+            if style is None:
+                raise ValueError("a multi-style network needs style weights (B, S): see TransformerNet.style_weights")
+            for part in (self.encoder, self.residuals, self.decoder):
+                for layer in part:
+                    x = layer(x, style)
+        y = torch.sigmoid(self.reshuffle(x))
+        if self.skip_gain is None:
+            return y
+        return torch.addcmul(y, self.skip_gain.view(1, 3, 1, 1), fine_detail(photo.float())).clamp(0, 1)
 
 
 def append_styles(state_dict: dict[str, torch.Tensor], count: int) -> dict[str, torch.Tensor]:

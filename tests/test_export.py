@@ -57,7 +57,7 @@ def test_safetensors_holds_network_weights_and_metadata_only(tiny_checkpoint, ck
     assert keys == want  # no Gram targets, no optimizer state, no loss network
     hp = ckpt["hyper_parameters"]
     assert meta["format"] == FORMAT and meta["style_name"] == hp["style_name"]
-    assert json.loads(meta["arch"]) == {"class": "TransformerNet", **hp["model"]} == {"class": "TransformerNet", "width": 16, "num_residual": 3}
+    assert json.loads(meta["arch"]) == {"class": "TransformerNet", **hp["model"]} == {"class": "TransformerNet", "width": 16, "num_residual": 3, "skip": False}
     loss = json.loads(meta["loss"])
     assert loss["network"] == "squeezenet1_1" and loss["weights"].endswith("squeezenet1_1-imagenet.pth")
     assert loss["style_weight"] == hp["loss"]["style_weight"] and loss["style_layers"] == hp["loss"]["style_layers"]

@@ -45,7 +45,8 @@ def test_export_and_checkpoint_load_the_same_network(stylizer, tiny_checkpoint):
     assert torch.equal(stylizer.stylize_tensor(x), from_ckpt.stylize_tensor(x))
     assert stylizer.name == from_ckpt.name == "hokusai"
     assert stylizer.device.type == "cpu" and stylizer.dtype == torch.float32 and not stylizer.channels_last
-    assert stylizer.net.arch() == {"width": 16, "num_residual": 3, "num_styles": 1, "kernel": 9, "separable": False, "shuffle": 1}
+    assert stylizer.net.arch() == {"width": 16, "num_residual": 3, "num_styles": 1, "kernel": 9, "separable": False, "shuffle": 1,
+                                   "skip": False}
 
 
 def test_preset_name_resolves_to_its_export(tmp_path, export_path):
@@ -128,7 +129,7 @@ def test_different_architecture(export_path, tmp_path):
     path = tmp_path / "liar.safetensors"
     meta = {**model.metadata, "arch": json.dumps({"class": "TransformerNet", "width": 32, "num_residual": 5})}
     save_file(model.state_dict, str(path), metadata=meta)
-    with pytest.raises(ModelLoadError, match=r"metadata says width=32, num_residual=5, num_styles=1, kernel=9, separable=False, shuffle=1, but its weights are a TransformerNet with width=16, num_residual=3, num_styles=1, kernel=9"):
+    with pytest.raises(ModelLoadError, match=r"metadata says width=32, num_residual=5, num_styles=1, kernel=9, separable=False, shuffle=1, skip=False, but its weights are a TransformerNet with width=16, num_residual=3, num_styles=1, kernel=9"):
         Stylizer.load(path)
     meta["arch"] = json.dumps({"class": "VisionTransformer", "width": 32})
     save_file(model.state_dict, str(path), metadata=meta)
@@ -372,3 +373,17 @@ def test_precision_auto_is_bf16_only_where_the_cpu_runs_it_natively(export_path,
     assert y.dtype == torch.float32 and (y - reference).abs().mean() < 2 / 255  # invisible in 8-bit output
     monkeypatch.setattr("stylenet.device.cpu_has_fast_bf16", lambda: False)
     assert inference_dtype("auto", cpu) == torch.float32
+
+
+def test_skip_is_read_from_the_weights_not_trusted_from_the_metadata(export_path, tmp_path):
+    """skip has a weight (its gain): metadata claiming a skip the weights lack is refused."""
+    model = read_model_file(export_path)
+    arch = {**json.loads(model.metadata["arch"]), "skip": True}
+    path = tmp_path / "liar.safetensors"
+    save_file(model.state_dict, str(path), metadata={**model.metadata, "arch": json.dumps(arch)})
+    with pytest.raises(ModelLoadError, match=r"metadata says .*skip=True, but its weights are a TransformerNet with .*skip=False"):
+        Stylizer.load(path)
+    skipped = {**model.state_dict, "skip_gain": torch.full((3,), 0.5)}
+    save_file(skipped, str(path), metadata={**model.metadata, "arch": json.dumps(arch)})
+    stylizer = Stylizer.load(path, device="cpu")
+    assert stylizer.net.arch()["skip"] and torch.equal(stylizer.net.skip_gain.detach(), torch.full((3,), 0.5))

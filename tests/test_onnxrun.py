@@ -100,3 +100,18 @@ def test_backend_onnxruntime_makes_precision_auto_fp32(realtime_net, tmp_path, m
     assert Stylizer(realtime_net, device="cpu", backend="auto").backend == "torch"  # bf16 here: PyTorch
     s = Stylizer(realtime_net, device="cpu", backend="onnxruntime")
     assert s.dtype == torch.float32 and s.backend == "onnxruntime"
+
+
+def test_a_skip_network_runs_the_same_in_onnx_runtime(tmp_path, monkeypatch, one_thread):
+    """model=realtime model.skip=true: the photo's detail (its box blur, the clamp) exports too."""
+    monkeypatch.setenv("STYLENET_CACHE", str(tmp_path))
+    torch.manual_seed(0)
+    net = TransformerNet(width=8, num_residual=1, kernel=3, shuffle=2, skip=True).eval()
+    with torch.no_grad():
+        net.skip_gain.copy_(torch.tensor([0.9, 1.0, 3.0]))
+    x = torch.rand(2, 3, 37, 53)
+    x[0, :, :3] = 0.0  # clamped pixels too
+    fast = Stylizer(net, device="cpu", precision="fp32", backend="onnxruntime")
+    assert fast.backend == "onnxruntime"
+    torch.testing.assert_close(fast.stylize_tensor(x), Stylizer(net, device="cpu", precision="fp32").stylize_tensor(x),
+                               atol=1e-4, rtol=0)

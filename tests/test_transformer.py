@@ -29,7 +29,7 @@ def test_johnson_architecture():
     assert any(isinstance(m, nn.ReflectionPad2d) for m in net.modules())
     assert not any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
     assert sum(isinstance(m, nn.InstanceNorm2d) for m in net.modules()) == 3 + 2 * 5 + 2
-    assert net.arch() == {"width": 32, "num_residual": 5, "num_styles": 1, "kernel": 9, "separable": False, "shuffle": 1}
+    assert net.arch() == {"width": 32, "num_residual": 5, "num_styles": 1, "kernel": 9, "separable": False, "shuffle": 1, "skip": False}
 
 
 def test_width_and_depth_are_knobs():
@@ -147,7 +147,7 @@ def test_style_argument_errors():
 
 def test_arch_of_reads_the_number_of_styles_and_append_styles_adds_mean_rows():
     multi, plain = multi_and_plain(styles=3)
-    johnson = {"kernel": 9, "separable": False, "shuffle": 1}
+    johnson = {"kernel": 9, "separable": False, "shuffle": 1, "skip": False}
     assert TransformerNet.arch_of(multi.state_dict()) == {"width": 8, "num_residual": 1, "num_styles": 3, **johnson}
     assert TransformerNet.arch_of(plain.state_dict()) == {"width": 8, "num_residual": 1, "num_styles": 1, **johnson}
     grown = append_styles(multi.state_dict(), 2)
@@ -184,7 +184,7 @@ def test_mobile_network_separable_convs_small_kernels_and_its_arch_read_back(sty
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(mobile) < count(slim) / 3
     assert TransformerNet.arch_of(mobile.state_dict()) == mobile.arch() == {
-        "width": 16, "num_residual": 3, "num_styles": styles, "kernel": 5, "separable": True, "shuffle": 1}
+        "width": 16, "num_residual": 3, "num_styles": styles, "kernel": 5, "separable": True, "shuffle": 1, "skip": False}
     x = torch.rand(2, 3, 37, 50)
     y = mobile(x) if styles == 1 else mobile(x, 1)
     assert y.shape == x.shape and 0 <= float(y.min()) and float(y.max()) <= 1
@@ -201,7 +201,7 @@ def test_shuffle_network_runs_at_half_size_inside_and_draws_every_pixel(styles):
     assert net.encoder[0][1].weight.shape == (8, 12, 3, 3) and net.decoder[2][1].weight.shape == (12, 8, 3, 3)
     assert (net.size_multiple, net.min_size) == (8, 16)
     assert TransformerNet.arch_of(net.state_dict()) == net.arch() == {
-        "width": 8, "num_residual": 1, "num_styles": styles, "kernel": 3, "separable": True, "shuffle": 2}
+        "width": 8, "num_residual": 1, "num_styles": styles, "kernel": 3, "separable": True, "shuffle": 2, "skip": False}
     assert list(net.state_dict()) == list(TransformerNet(width=8, num_residual=1, num_styles=styles, kernel=3,
                                                          separable=True).state_dict())  # the same keys: no new tensors
     sizes = []
@@ -215,6 +215,37 @@ def test_shuffle_network_runs_at_half_size_inside_and_draws_every_pixel(styles):
     assert float((blocks[..., 0::2, 0::2] - blocks[..., 1::2, 1::2]).abs().max()) > 1e-3
     with pytest.raises(ValueError, match="shuffle"):
         TransformerNet(shuffle=0)
+
+
+@pytest.mark.parametrize("styles", [1, 2])
+def test_skip_adds_the_photos_finest_detail_with_a_learnt_gain(styles):
+    """skip: output = clamp(network + gain · (photo − its 3×3 box blur)). The gain starts at 0,
+    so a new skip network is the plain one; it is a weight (learnt, and what arch_of reads)."""
+    torch.manual_seed(0)
+    net = TransformerNet(width=8, num_residual=1, num_styles=styles, kernel=3, shuffle=2, skip=True)
+    plain = TransformerNet(width=8, num_residual=1, num_styles=styles, kernel=3, shuffle=2)
+    assert net.arch()["skip"] is True and TransformerNet.arch_of(net.state_dict()) == net.arch()
+    assert set(net.state_dict()) - set(plain.state_dict()) == {"skip_gain"}
+    plain.load_state_dict({k: v for k, v in net.state_dict().items() if k != "skip_gain"})
+    run = (lambda m, x: m(x)) if styles == 1 else (lambda m, x: m(x, 1))
+    x = torch.rand(2, 3, 37, 50)
+    torch.testing.assert_close(run(net, x), run(plain, x))  # gain 0: the plain network
+    with torch.no_grad():
+        net.skip_gain.copy_(torch.tensor([1.0, 0.5, 0.0]))
+    flat = torch.full((1, 3, 24, 24), 0.3)  # no detail to add: still the plain network
+    torch.testing.assert_close(run(net, flat), run(plain, flat))
+    edge = flat.clone()
+    edge[..., 12] = 0.9  # a one-pixel line: its detail is 0.4 on it, -0.2 beside it
+    added = run(net, edge) - run(plain, edge)
+    base = run(plain, edge)
+    on_line = (base[0, 0, 12, 12] + 0.4).clamp(0, 1) - base[0, 0, 12, 12]
+    assert float(added[0, 0, 12, 12]) == pytest.approx(float(on_line), abs=1e-5)
+    assert float(added[0, 1, 12, 11]) == pytest.approx(float((base[0, 1, 12, 11] - 0.1).clamp(0, 1) - base[0, 1, 12, 11]), abs=1e-5)
+    assert float(added[0, 2].abs().max()) == 0 and float(added[..., 2:10].abs().max()) < 1e-6  # gain 0; far from the line
+    y = run(net, edge)
+    assert 0 <= float(y.min()) and float(y.max()) <= 1
+    y.sum().backward()
+    assert float(net.skip_gain.grad.abs().max()) > 0
 
 
 def _classic_upsample_conv(x, conv):
