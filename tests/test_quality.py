@@ -150,3 +150,31 @@ def test_loss_weights_file_is_recorded_absolute(tmp_path, monkeypatch):
     photos = make_images(tmp_path / "photos", n=4)
     _, module, _ = build(compose([*tiny_overrides(tmp_path, photos), f"loss.weights={SQUEEZENET.name}"]), tmp_path / "run")
     assert module.hparams.loss["weights"] == str(SQUEEZENET.resolve())
+
+
+def test_gatys_init_noise_starts_from_seeded_white_noise(export_path, capsys, monkeypatch, one_thread):
+    starts = []
+
+    def fake_match(objective, x0, target, max_iterations, history_size=100):
+        starts.append(x0.clone())
+        return 0, x0
+
+    monkeypatch.setattr(quality, "gatys_match", fake_match)
+    base = [f"model={export_path}", f"content={CHICAGO}", "size=32", "max_iterations=2", f"style={HOKUSAI}", "style_size=64"]
+    for init in ("photo", "noise", "noise"):
+        quality.run(compose(base + [f"gatys_init={init}"], config_name="benchmark/quality", config_dir=TOOLS))
+    header = [line for line in capsys.readouterr().out.splitlines() if line.startswith("model ")]
+    assert "L-BFGS from the photo" in header[0] and "L-BFGS from white noise" in header[1]
+    photo, noise, again = starts
+    assert noise.shape == photo.shape and 0 <= float(noise.min()) and float(noise.max()) <= 1
+    assert float((noise - photo).abs().mean()) > 0.2  # not the photo: independent uniform noise
+    assert torch.equal(noise, again)  # seeded: the same start every run
+
+
+def test_gatys_init_must_be_photo_or_noise(export_path, one_thread):
+    from stylenet.errors import UserError
+
+    cfg = compose([f"model={export_path}", f"content={CHICAGO}", "size=32", "max_iterations=2", f"style={HOKUSAI}",
+                   "style_size=64", "gatys_init=zeros"], config_name="benchmark/quality", config_dir=TOOLS)
+    with pytest.raises(UserError, match="gatys_init=photo or gatys_init=noise"):
+        quality.run(cfg)
