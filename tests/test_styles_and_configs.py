@@ -11,11 +11,11 @@ from stylenet.styles import StyleError, cache_dir, cached_path, preset_names, re
 
 from .conftest import CONFIGS, HOKUSAI, ROOT, SHARED, compose
 
-PRESETS = ["hokusai", "starry_night", "the_scream", "composition_vii", "shipwreck"]
+PRESETS = ["hokusai", "starry_night", "the_scream", "composition_vii", "shipwreck", "candy", "mosaic"]
 
 
 def test_presets_exist():
-    assert set(PRESETS) <= set(preset_names())
+    assert sorted(PRESETS) == preset_names()
 
 
 @pytest.mark.parametrize("name", PRESETS)
