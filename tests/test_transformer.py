@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from stylenet.transformer import ConditionalInstanceNorm2d, TransformerNet, append_styles
+from stylenet.transformer import ConditionalInstanceNorm2d, TransformerNet, append_styles, fine_detail
 
 
 @pytest.fixture(scope="module")
@@ -215,6 +215,14 @@ def test_shuffle_network_runs_at_half_size_inside_and_draws_every_pixel(styles):
     assert float((blocks[..., 0::2, 0::2] - blocks[..., 1::2, 1::2]).abs().max()) > 1e-3
     with pytest.raises(ValueError, match="shuffle"):
         TransformerNet(shuffle=0)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 37, 50), (1, 3, 1, 1), (1, 3, 2, 5)])
+def test_fine_detail_is_the_image_minus_its_3x3_box_blur(shape):
+    x = torch.rand(*shape)
+    blur = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    torch.testing.assert_close(fine_detail(x), x - blur)
+    assert float(fine_detail(torch.full((1, 3, 8, 8), 0.7)).abs().max()) < 1e-6  # a flat image has none
 
 
 @pytest.mark.parametrize("styles", [1, 2])
