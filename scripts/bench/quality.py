@@ -79,7 +79,7 @@ def run(cfg) -> list[dict]:
     curve.sort(key=lambda r: r["steps"])
     print(format_curve(curve))
     if cfg.get("plot"):
-        print(f"curve: {plot_curve(curve, cfg['plot'], int(cfg['max_iterations']))}")
+        print(f"curve: {plot_curve(curve, cfg['plot'], int(cfg['max_iterations']), str(cfg.get('gatys_init', 'photo')))}")
     return curve
 
 
@@ -167,8 +167,9 @@ def format_curve(curve: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot_curve(curve: list[dict], path, cap: int):
-    """Median matched Gatys iterations against training steps, as a PNG (matplotlib)."""
+def plot_curve(curve: list[dict], path, cap: int, init: str = "photo"):
+    """Median matched Gatys iterations against training steps, as a PNG (matplotlib); the axis
+    names where the Gatys baseline started (`gatys_init`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -183,7 +184,7 @@ def plot_curve(curve: list[dict], path, cap: int):
     for x, y, r in zip(steps, matched, curve):
         ax.annotate(r["median"], (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
     ax.set_xlabel("training steps")
-    ax.set_ylabel("median Gatys iterations matched")
+    ax.set_ylabel(f"median Gatys iterations matched\n(L-BFGS from {GATYS_INITS.get(init, init)})", fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     out = atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
