@@ -197,8 +197,9 @@ class UpsampleConvLayer(nn.Module):
 
 def fine_detail(image: torch.Tensor) -> torch.Tensor:
     """The image minus its 3×3 box blur (edges replicated): its one-pixel detail, what a network
-    run at half size cannot redraw. Summed from shifted slices, row sums then column sums: on a
-    CPU 2× faster than avg_pool2d, and plain Slice/Add ops in an ONNX graph."""
+    run at half size cannot redraw. Summed from shifted slices, row sums then column sums: plain
+    Slice/Add ops in an ONNX graph, and on a CPU 1.4 ms for 640×480 RGB where avg_pool2d took
+    3.7 ms and a depthwise conv of ones (as `upsample.box` computes its windows) about 13 ms."""
     p = F.pad(image, (1, 1, 1, 1), mode="replicate")
     rows = p[..., :-2] + p[..., 1:-1]
     rows = rows + p[..., 2:]

@@ -120,15 +120,15 @@ def score(cfg, model_path) -> list[dict]:
     from stylenet.imageio import load_tensor, save_image
     from stylenet.preimage import contact_sheet, style_transfer
 
+    init = str(cfg.get("gatys_init", "photo"))
+    if init not in GATYS_INITS:  # before the model and the loss network are loaded
+        raise UserError(f"gatys_init={init!r}: use gatys_init=photo or gatys_init=noise")
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))
     stylizer, loss, weights, lossnet, targets, source = scored_model(cfg, model_path, "fp32")
     device = stylizer.device
     size, cap = int(cfg["size"]), int(cfg["max_iterations"])
     steps = stylizer.metadata.get("training_steps", "")
-    init = str(cfg.get("gatys_init", "photo"))
-    if init not in GATYS_INITS:
-        raise UserError(f"gatys_init={init!r}: use gatys_init=photo or gatys_init=noise")
     print(f"model {model_path} ({stylizer.name}, {steps} training steps); objective {loss['network']} "
           f"(normalize={weights['normalize']}); {source}; {size}² photos{_scaled(stylizer)}; Gatys: L-BFGS from "
           f"{GATYS_INITS[init]}, at most {cap} iterations")
