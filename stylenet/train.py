@@ -131,9 +131,12 @@ def init_transformer(module: StyleTransferModule, source: str, base: ModelFile |
         print(f"adding {', '.join(module.style_names[net.num_styles:])} to {model.path} "
               f"({', '.join(model.styles)}): only their γ, β are trained")
         return
-    want = {"class": "TransformerNet", **module.hparams.model}
-    if {"num_styles": 1, **model.arch} != {"num_styles": 1, **want}:
-        raise ModelLoadError(f"init_from={source}: its network {model.arch} differs from this run's model {want}; "
+    # compared as built, every option filled in: a file written before an option existed
+    # records no value for it and means its default
+    mine, theirs = module.transformer.arch(), net.arch()
+    if mine != theirs:
+        differ = ", ".join(f"{k}={theirs[k]} (this run: {mine[k]})" for k in theirs if theirs[k] != mine[k])
+        raise ModelLoadError(f"init_from={source}: its network differs from this run's model in {differ}; "
                              "pick a model= (and styles) that match it, or drop init_from; to add a style to a "
                              "multi-style file, use train_only=norm")
     module.transformer.load_state_dict(net.state_dict())

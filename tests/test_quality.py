@@ -121,6 +121,31 @@ def test_init_from_copies_the_network_and_rejects_another_architecture(export_pa
         build(compose([*tiny_overrides(tmp_path, photos), f"init_from={export_path}", "model=johnson"]), tmp_path / "run2")
 
 
+def test_init_from_a_file_that_predates_an_arch_option(export_path, tmp_path):
+    """The presets were exported before `skip` existed: their arch omits it, meaning its default
+    (off), and the run's model config says skip: false. That is the same network."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from stylenet.modelfile import ModelLoadError
+    from stylenet.train import build
+
+    with safe_open(str(export_path), "pt") as f:
+        metadata = dict(f.metadata())
+        tensors = {key: f.get_tensor(key) for key in f.keys()}
+    arch = json.loads(metadata["arch"])
+    arch.pop("skip", None), arch.pop("kernel", None)
+    old = tmp_path / "old.safetensors"
+    save_file(tensors, str(old), metadata={**metadata, "arch": json.dumps(arch)})
+    photos = make_images(tmp_path / "photos", n=4)
+    _, module, _ = build(compose([*tiny_overrides(tmp_path, photos), f"init_from={old}", "model.skip=false"]), tmp_path / "run")
+    torch.testing.assert_close(module.transformer.state_dict()["encoder.0.1.weight"], tensors["encoder.0.1.weight"])
+    with pytest.raises(ModelLoadError, match=r"skip=False \(this run: True\)"):
+        build(compose([*tiny_overrides(tmp_path, photos), f"init_from={old}", "model.skip=true"]), tmp_path / "run2")
+
+
 @pytest.mark.slow
 def test_gallery_cli_writes_a_small_jpeg(export_path, tmp_path):
     photos = make_images(tmp_path / "photos", n=2, size=(64, 48))
