@@ -74,6 +74,22 @@ def test_quality_curve_over_a_folder_of_checkpoints(tiny_checkpoint, tmp_path, c
         assert image.format == "PNG" and image.width > 300
 
 
+def test_quality_curves_of_two_runs_on_one_chart(tiny_checkpoint, tmp_path, capsys, one_thread):
+    import shutil
+
+    for run, name in (("recipe-a", "step_000002.ckpt"), ("recipe-b", "step_000002.ckpt"), ("recipe-b", "last.ckpt")):
+        (tmp_path / run).mkdir(exist_ok=True)
+        shutil.copy(tiny_checkpoint.parent / name, tmp_path / run / name)
+    cfg = compose([f"model=[{tmp_path / 'recipe-b'},{tmp_path / 'recipe-a'}]", f"content={CHICAGO}", "size=32",
+                   "max_iterations=3", f"plot={tmp_path / 'curves.png'}"], config_name="benchmark/quality", config_dir=TOOLS)
+    curve = quality.run(cfg)
+    assert [(r["run"], r["steps"]) for r in curve] == [("recipe-b", 2), ("recipe-b", 3), ("recipe-a", 2)]  # as listed
+    table = capsys.readouterr().out.split("median matched\n")[-1]
+    assert [line.split()[0] for line in table.splitlines()[1:4]] == ["recipe-b", "recipe-b", "recipe-a"]
+    with Image.open(tmp_path / "curves.png") as image:
+        assert image.format == "PNG"
+
+
 def test_quality_curve_scores_last_ckpt_once_when_it_is_the_final_step(tiny_checkpoint, tmp_path):
     """A run that ends on a checkpoint step leaves last.ckpt = step_N.ckpt: one point, not two."""
     import shutil

@@ -15,7 +15,9 @@ counts are higher and not comparable with the photo-started ones.
 
 `model` may also be a folder of checkpoints (`checkpoints/hokusai`: every `step_*.ckpt`,
 and `last.ckpt` unless it is the last of those again) or a list: then each is scored on the same photos and the run
-ends with the quality-per-training-step curve, a table and, with `plot=PNG`, a chart.
+ends with the quality-per-training-step curve, a table and, with `plot=PNG`, a chart. Checkpoints
+from several run folders (`model=[checkpoints/a,checkpoints/b]`) give one curve per run, so
+two recipes can be compared on one chart.
 """
 
 from __future__ import annotations
@@ -69,14 +71,14 @@ def run(cfg) -> list[dict]:
     models = model_paths(cfg["model"])
     if len(models) == 1:
         return score(cfg, models[0])
-    curve = []
+    curve, runs = [], list(dict.fromkeys(path.parent.name for path in models))
     for path in models:
         rows = score(cfg, path)
-        curve.append({"model": path.name, "steps": rows[0]["steps"] if rows else 0,
+        curve.append({"run": path.parent.name, "model": path.name, "steps": rows[0]["steps"] if rows else 0,
                       "median": median_matched(rows, int(cfg["max_iterations"])),
                       "objective": statistics.median(r["loss"] for r in rows) if rows else float("nan")})
         print()
-    curve.sort(key=lambda r: r["steps"])
+    curve.sort(key=lambda r: (runs.index(r["run"]), r["steps"]))
     print(format_curve(curve))
     if cfg.get("plot"):
         print(f"curve: {plot_curve(curve, cfg['plot'], int(cfg['max_iterations']), str(cfg.get('gatys_init', 'photo')))}")
@@ -161,9 +163,11 @@ def _scaled(stylizer) -> str:
 
 
 def format_curve(curve: list[dict]) -> str:
-    head = f"{'model':<22} {'steps':>7} {'median objective':>17} {'median matched':>15}"
+    several = len({r.get("run") for r in curve}) > 1
+    run = (lambda r: f"{r['run'][:24]:<24} ") if several else (lambda r: "")
+    head = f"{'run':<24} " * several + f"{'model':<22} {'steps':>7} {'median objective':>17} {'median matched':>15}"
     lines = [head, "-" * len(head)]
-    lines += [f"{r['model'][:22]:<22} {r['steps']:>7} {r['objective']:>17.4g} {r['median']:>15}" for r in curve]
+    lines += [f"{run(r)}{r['model'][:22]:<22} {r['steps']:>7} {r['objective']:>17.4g} {r['median']:>15}" for r in curve]
     return "\n".join(lines)
 
 
@@ -177,12 +181,17 @@ def plot_curve(curve: list[dict], path, cap: int, init: str = "photo"):
 
     from stylenet.imageio import atomic_write
 
-    steps = [r["steps"] for r in curve]
-    matched = [cap + 1 if r["median"].startswith(">") else float(r["median"]) for r in curve]
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
-    ax.plot(steps, matched, marker="o")
-    for x, y, r in zip(steps, matched, curve):
-        ax.annotate(r["median"], (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+    runs = list(dict.fromkeys(r.get("run") for r in curve))
+    for run in runs:  # one line per run folder
+        points = [r for r in curve if r.get("run") == run]
+        steps = [r["steps"] for r in points]
+        matched = [cap + 1 if r["median"].startswith(">") else float(r["median"]) for r in points]
+        ax.plot(steps, matched, marker="o", label=run)
+        for x, y, r in zip(steps, matched, points):
+            ax.annotate(r["median"], (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+    if len(runs) > 1:
+        ax.legend(fontsize=8)
     ax.set_xlabel("training steps")
     ax.set_ylabel(f"median Gatys iterations matched\n(L-BFGS from {GATYS_INITS.get(init, init)})", fontsize=9)
     ax.grid(alpha=0.3)
