@@ -8,6 +8,7 @@ to an exported network and learns only their γ, β.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,9 @@ from .module import StyleTransferModule
 from .speed import resolve_precision, resolve_speed
 from .styles import CONFIG_DIR, StyleError, preset_names, resolve_style_image
 from .transformer import append_styles
+
+#: longest multi-style run name kept as the joined style names (folders and the export file)
+MAX_RUN_NAME = 96
 
 log = logging.getLogger("stylenet")
 
@@ -54,8 +58,17 @@ class RunStyles:
 
     @property
     def run_name(self) -> str:
-        """What a multi-style run's folders and export are named: its styles joined by '-'."""
-        return "-".join(self.names) if self.names else str(self.presets[0].name)
+        """What a multi-style run's folders and export are named: its styles joined by '-'. A
+        long list (a file name may have 255 bytes, and adding styles grows it) keeps the first
+        two names, the count of the others and a hash of the whole list, so different lists
+        still get different folders."""
+        if not self.names:
+            return str(self.presets[0].name)
+        joined = "-".join(self.names)
+        if len(joined) <= MAX_RUN_NAME:
+            return joined
+        digest = hashlib.sha1(joined.encode()).hexdigest()[:8]
+        return f"{self.names[0]}-{self.names[1]}-and-{len(self.names) - 2}-more-{digest}"
 
 
 def load_preset(name: str):

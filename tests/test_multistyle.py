@@ -411,3 +411,16 @@ def test_gallery_shows_every_style_and_blends(multi_file, multi, tmp_path):
     bad = load_script("gallery").main([f"models=[{multi_file}]", f"content=[{CHICAGO}]", f"styles={paintings}",
                                        "blends=[{wave:0.5,monet:0.5}]", f"output={tmp_path / 'x.jpg'}", "device=cpu"])
     assert bad == 2 and not (tmp_path / "x.jpg").exists()
+
+
+def test_a_long_style_list_names_its_run_within_a_file_name():
+    """15 styles plus two added ones once made an export name of 270 bytes ("File name too
+    long"): long lists keep two names, the count and a hash of the whole list."""
+    from stylenet.train import MAX_RUN_NAME, RunStyles
+
+    assert RunStyles([], ["hokusai", "the_scream"]).run_name == "hokusai-the_scream"
+    names = [f"painting_number_{i:02d}" for i in range(17)]
+    long = RunStyles([], names).run_name
+    assert len(long) <= MAX_RUN_NAME and long.startswith("painting_number_00-painting_number_01-and-15-more-")
+    assert RunStyles([], names).run_name == long  # the same list: the same folder, run after run
+    assert RunStyles([], names[:-1] + ["another"]).run_name != long
