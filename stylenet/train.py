@@ -28,7 +28,7 @@ from .speed import resolve_precision, resolve_speed
 from .styles import CONFIG_DIR, StyleError, preset_names, resolve_style_image
 from .transformer import append_styles
 
-#: longest multi-style run name kept as the joined style names (folders and the export file)
+#: longest multi-style run name, in bytes, kept as the joined style names (folders and the export file)
 MAX_RUN_NAME = 96
 
 log = logging.getLogger("stylenet")
@@ -65,7 +65,7 @@ class RunStyles:
         if not self.names:
             return str(self.presets[0].name)
         joined = "-".join(self.names)
-        if len(joined) <= MAX_RUN_NAME:
+        if len(joined.encode()) <= MAX_RUN_NAME:
             return joined
         digest = hashlib.sha1(joined.encode()).hexdigest()[:8]
         return f"{self.names[0]}-{self.names[1]}-and-{len(self.names) - 2}-more-{digest}"
