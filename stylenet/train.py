@@ -59,7 +59,8 @@ class RunStyles:
     @property
     def run_name(self) -> str:
         """What a multi-style run's folders and export are named: its styles joined by '-'. A
-        long list (a file name may have 255 bytes, and adding styles grows it) keeps the first
+        long list (a file name may have 255 bytes, the atomic write's temporary name adds ~30, and
+        adding styles grows it) keeps the first
         two names, the count of the others and a hash of the whole list, so different lists
         still get different folders."""
         if not self.names:

@@ -414,8 +414,9 @@ def test_gallery_shows_every_style_and_blends(multi_file, multi, tmp_path):
 
 
 def test_a_long_style_list_names_its_run_within_a_file_name():
-    """15 styles plus two added ones once made an export name of 270 bytes ("File name too
-    long"): long lists keep two names, the count and a hash of the whole list."""
+    """15 styles plus two added ones once made a 237-byte export name, whose atomic-write
+    temporary name passed 255 ("File name too long"): long lists keep two names, the count
+    and a hash of the whole list."""
     from stylenet.train import MAX_RUN_NAME, RunStyles
 
     assert RunStyles([], ["hokusai", "the_scream"]).run_name == "hokusai-the_scream"
