@@ -59,10 +59,9 @@ class RunStyles:
     @property
     def run_name(self) -> str:
         """What a multi-style run's folders and export are named: its styles joined by '-'. A
-        long list (a file name may have 255 bytes, the atomic write's temporary name adds ~30, and
-        adding styles grows it) keeps the first
-        two names, the count of the others and a hash of the whole list, so different lists
-        still get different folders."""
+        long list (a file name may have 255 bytes, the atomic write's temporary name adds ~30,
+        and adding styles grows it) keeps the first two names, the count of the others and a
+        hash of the whole list, so different lists still get different folders."""
         if not self.names:
             return str(self.presets[0].name)
         joined = "-".join(self.names)
@@ -133,26 +132,23 @@ def init_transformer(module: StyleTransferModule, source: str, base: ModelFile |
 
     model = base or read_model_file(resolve_model(source))
     net = build_network(model)
-    if module.added_styles is not None:
-        mine = {k: v for k, v in module.transformer.arch().items() if k != "num_styles"}
-        theirs = {k: v for k, v in net.arch().items() if k != "num_styles"}
-        if mine != theirs:
-            raise ModelLoadError(f"init_from={source}: its network {theirs} differs from this run's model {mine}; "
-                                 "pick the model= it was trained with (model=slim, model=johnson or model.width=...)")
+    adding = module.added_styles is not None
+    # compared as built, every option filled in: a file written before an option existed
+    # records no value for it and means its default. Adding styles grows num_styles.
+    mine, theirs = module.transformer.arch(), net.arch()
+    if differ := ", ".join(f"{k}={theirs[k]} (this run: {mine[k]})" for k in theirs
+                           if theirs[k] != mine[k] and not (adding and k == "num_styles")):
+        hint = ("pick the model= it was trained with (model=slim, model=johnson or model.width=...)" if adding else
+                "pick a model= (and styles) that match it, or drop init_from; to add a style to a "
+                "multi-style file, use train_only=norm")
+        raise ModelLoadError(f"init_from={source}: its network differs from this run's model in {differ}; {hint}")
+    if adding:
         added = len(module.style_names) - net.num_styles
         module.transformer.load_state_dict(append_styles(net.state_dict(), added))
         module.added_styles.reset()
         print(f"adding {', '.join(module.style_names[net.num_styles:])} to {model.path} "
               f"({', '.join(model.styles)}): only their γ, β are trained")
         return
-    # compared as built, every option filled in: a file written before an option existed
-    # records no value for it and means its default
-    mine, theirs = module.transformer.arch(), net.arch()
-    if mine != theirs:
-        differ = ", ".join(f"{k}={theirs[k]} (this run: {mine[k]})" for k in theirs if theirs[k] != mine[k])
-        raise ModelLoadError(f"init_from={source}: its network differs from this run's model in {differ}; "
-                             "pick a model= (and styles) that match it, or drop init_from; to add a style to a "
-                             "multi-style file, use train_only=norm")
     module.transformer.load_state_dict(net.state_dict())
     print(f"initialised the network from {model.path} ({model.style_name}, {model.metadata.get('training_steps', '?')} steps)")
 

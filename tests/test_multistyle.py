@@ -425,3 +425,15 @@ def test_a_long_style_list_names_its_run_within_a_file_name():
     assert len(long) <= MAX_RUN_NAME and long.startswith("painting_number_00-painting_number_01-and-15-more-")
     assert RunStyles([], names).run_name == long  # the same list: the same folder, run after run
     assert RunStyles([], names[:-1] + ["another"]).run_name != long
+
+
+def test_train_only_norm_refuses_another_architecture(two_styles, photos, tmp_path):
+    """Adding a style needs the file's own network: a width the file lacks is named; the
+    grown style count is not a difference."""
+    from stylenet.modelfile import ModelLoadError
+    from stylenet.train import build
+
+    (base_path,) = (two_styles / "ckpt").glob("*.safetensors")
+    cfg = compose(tiny_multi(tmp_path, photos, 1, [f"init_from={base_path}", "train_only=norm", "style=shipwreck", "model.width=8"]))
+    with pytest.raises(ModelLoadError, match=r"differs from this run's model in width=16 \(this run: 8\); pick the model= it was trained with"):
+        build(cfg, tmp_path / "run")

@@ -163,7 +163,7 @@ def _scaled(stylizer) -> str:
 
 
 def format_curve(curve: list[dict]) -> str:
-    several = len({r.get("run") for r in curve}) > 1
+    several = len({r["run"] for r in curve}) > 1
     run = (lambda r: f"{r['run'][:24]:<24} ") if several else (lambda r: "")
     head = f"{'run':<24} " * several + f"{'model':<22} {'steps':>7} {'median objective':>17} {'median matched':>15}"
     lines = [head, "-" * len(head)]
@@ -182,9 +182,9 @@ def plot_curve(curve: list[dict], path, cap: int, init: str = "photo"):
     from stylenet.imageio import atomic_write
 
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
-    runs = list(dict.fromkeys(r.get("run") for r in curve))
+    runs = list(dict.fromkeys(r["run"] for r in curve))
     for run in runs:  # one line per run folder
-        points = [r for r in curve if r.get("run") == run]
+        points = [r for r in curve if r["run"] == run]
         steps = [r["steps"] for r in points]
         matched = [cap + 1 if r["median"].startswith(">") else float(r["median"]) for r in points]
         ax.plot(steps, matched, marker="o", label=run)
