@@ -435,5 +435,6 @@ def test_train_only_norm_refuses_another_architecture(two_styles, photos, tmp_pa
 
     (base_path,) = (two_styles / "ckpt").glob("*.safetensors")
     cfg = compose(tiny_multi(tmp_path, photos, 1, [f"init_from={base_path}", "train_only=norm", "style=shipwreck", "model.width=8"]))
-    with pytest.raises(ModelLoadError, match=r"differs from this run's model in width=16 \(this run: 8\); pick the model= it was trained with"):
+    differs = r"differs from this run's model in width=16 \(this run: 8\); pick the model= it was trained with"
+    with pytest.raises(ModelLoadError, match=differs):
         build(cfg, tmp_path / "run")
