@@ -7,7 +7,16 @@ import pytest
 import torch
 from PIL import Image
 
-from stylenet.data import DataError, ImageFiles, StyleDataModule, crop_transform, find_images, load_hub_dataset, readable_images
+from stylenet.data import (
+    DataError,
+    ImageFiles,
+    StyleDataModule,
+    crop_transform,
+    enlargement,
+    find_images,
+    load_hub_dataset,
+    readable_images,
+)
 from stylenet.imageio import ImageError, load_image, save_image
 
 from .conftest import compose, make_images
@@ -116,6 +125,22 @@ def test_datamodule_batches_and_fixed_samples(tmp_path):
     samples = dm.sample_batch()
     assert samples.shape == (3, 3, 20, 20)
     assert torch.equal(samples, dm.sample_batch())  # the same photos every time
+
+
+def test_photos_smaller_than_the_crops_are_named_with_a_size_that_fits(tmp_path):
+    folder = make_images(tmp_path / "photos", n=4, size=(70, 64))  # short side 64
+    files = find_images(folder)
+    # augmented crops of 25-100 % of the area: a median crop of sqrt(0.625 * 70 * 64) = 52.9 px
+    factor, side = enlargement(files, 96, {"scale": [0.25, 1.0]})
+    assert side == 64 and factor == pytest.approx(96 / (0.625 * 70 * 64) ** 0.5)
+    assert enlargement(files, 96)[0] == pytest.approx(96 / 64)  # no augmentation: the short side is resized
+    cfg = compose(["data=folder", f"data.path={folder}", "data.image_size=96", "data.batch_size=2", "data.num_workers=0"]).data
+    with pytest.warns(UserWarning, match=r"small for data.image_size=96 \(median short side 64 px\).*enlarged 1\.8x.*data.image_size=64 "):
+        StyleDataModule(cfg).setup("fit")
+    cfg = compose(["data=folder", f"data.path={folder}", "data.image_size=56", "data.batch_size=2", "data.num_workers=0"]).data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 56 / 52.9 = 1.06: no warning
+        StyleDataModule(cfg).setup("fit")
 
 
 def test_too_few_images_for_a_batch(tmp_path):
