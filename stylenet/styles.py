@@ -12,9 +12,9 @@ from platformdirs import user_cache_dir
 
 from .errors import UserError
 from .imageio import atomic_write
+from .resources import CONFIG_DIR
 
 DOWNLOAD_TIMEOUT_S = 10
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
 class StyleError(UserError, ValueError):

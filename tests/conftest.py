@@ -15,7 +15,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
-CONFIGS = ROOT / "configs"
+CONFIGS = ROOT / "stylenet" / "configs"
 TOOLS = CONFIGS / "tools"
 SQUEEZENET = SHARED / "weights" / "squeezenet1_1-imagenet.pth"
 HOKUSAI = SHARED / "data" / "styles" / "hokusai.jpg"

@@ -1,4 +1,4 @@
-"""The one way a command runs: Hydra over `configs/<name>.yaml` (the tools: `configs/tools/`), and one error path.
+"""The one way a command runs: Hydra over `stylenet/configs/<name>.yaml` (the tools: `configs/tools/`), and one error path.
 
 Every command (train, stylize, webcam, export, gatys, gallery, benchmark) calls `run`, so
 `--help`, `--cfg job`, overrides and `--multirun` behave the same everywhere, and a mistake
@@ -17,11 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from ..errors import UserError
-
-#: the configs/ folder of the (editable) checkout: train, gatys, gallery and the config groups
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-#: the tools' own root (stylize, webcam, export, benchmark/<mode>): no groups, so `model=PATH` is an option
-TOOLS_DIR = CONFIG_DIR / "tools"
+from ..resources import CONFIG_DIR, TOOLS_DIR  # noqa: F401 (the commands take them from here)
 
 
 def fail(message) -> NoReturn:

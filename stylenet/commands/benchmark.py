@@ -7,11 +7,12 @@ entry point only exists to be found on PATH next to the other commands.
 from __future__ import annotations
 
 import runpy
+from pathlib import Path
 import sys
 
 from .app import CONFIG_DIR, fail
 
-SCRIPTS = CONFIG_DIR.parent / "scripts"
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
 
 def main() -> None:
