@@ -2,20 +2,17 @@
 
 Training never dies on one bad file: unreadable images are skipped at scan time where
 cheap checks catch them, and replaced by the next image (with a warning) where only
-decoding does.
+decoding does. The optional pre-resize cache is `preresize.py`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
-import logging
 import os
 import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
-from filelock import FileLock
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
@@ -23,10 +20,8 @@ from torchvision.transforms import v2
 
 from .errors import UserError
 from . import imageio
-from .imageio import IMAGE_EXTENSIONS, ImageError, atomic_write, load_image, open_image, pil_to_tensor, to_rgb
-from .styles import cache_root
-
-log = logging.getLogger(__name__)
+from .imageio import IMAGE_EXTENSIONS, ImageError, load_image, open_image, pil_to_tensor, to_rgb
+from .preresize import preresize_files, preresize_hub
 
 
 class DataError(UserError, RuntimeError):
@@ -252,117 +247,6 @@ class StreamingImages(torch.utils.data.IterableDataset):
                 warnings.warn(f"skipping unreadable streamed image: {exc}", stacklevel=2)
 
 
-# -- optional one-time pre-resize cache (data.preresize) ---------------------------------------
-# Decoding a full-size COCO JPEG (~640x480) and resizing it costs several times more than
-# decoding the 256-px copy; with `data.preresize=256` this is paid once, not every epoch.
-
-
-def preresize_cache_root() -> Path:
-    return cache_root() / "preresized"
-
-
-def _open_reduced(image: Image.Image, size: int) -> Image.Image | None:
-    """`image` (opened, not loaded) decoded and resized so its short side is `size`, as RGB;
-    None when it is not larger than that already."""
-    if min(image.size) <= size:
-        return None
-    image.draft(image.mode, (size, size))  # JPEG: libjpeg decodes at 1/2, 1/4, 1/8 scale while both sides stay >= size
-    image = to_rgb(image)  # EXIF orientation applied: the copy needs no EXIF
-    w, h = image.size
-    scale = size / min(w, h)
-    return image.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.BICUBIC)
-
-
-def _preresize_file(job: tuple[str, str, int]) -> str:
-    """Write the resized copy of one file (atomically); return the path to train on."""
-    src, dst, size = job
-    try:
-        with open_image(src) as image:
-            small = _open_reduced(image, size)
-            if small is None:
-                return src
-            atomic_write(dst, lambda tmp: small.save(tmp, "JPEG", quality=95))
-        return dst
-    except Exception:  # noqa: BLE001 - an unreadable file stays as it is: training warns and skips it
-        return src
-
-
-def _file_lock(folder: Path) -> FileLock:
-    """Every process (DDP rank) builds the cache under one lock: one builds, the others reuse."""
-    folder.mkdir(parents=True, exist_ok=True)
-    return FileLock(folder / ".lock")
-
-
-def preresize_files(files: list[Path], root: str | os.PathLike, size: int, cache: str | os.PathLike | None = None,
-                    workers: int | None = None) -> list[Path]:
-    """Copies of `files` with the short side reduced to `size` (JPEG q95), made once under
-    `cache` (default: <stylenet cache>/preresized/<folder hash>-<size>/) and reused while newer
-    than their source. Files that are small already, or unreadable, are used as they are."""
-    root = Path(root).expanduser().resolve()
-    digest = hashlib.sha1(str(root).encode()).hexdigest()[:12]
-    folder = Path(cache).expanduser() if cache else preresize_cache_root() / f"{root.name}-{digest}-{size}"
-    out: list[Path | None] = [None] * len(files)
-    jobs: list[tuple[int, tuple[str, str, int]]] = []
-    with _file_lock(folder):
-        for i, src in enumerate(files):
-            src = Path(src)
-            try:
-                rel = src.resolve().relative_to(root)
-            except ValueError:
-                rel = Path(hashlib.sha1(str(src.resolve()).encode()).hexdigest()[:16] + src.name)
-            dst = folder / f"{rel}.jpg"
-            if dst.is_file() and dst.stat().st_mtime >= src.stat().st_mtime:
-                out[i] = dst
-            else:
-                jobs.append((i, (str(src), str(dst), int(size))))
-        if jobs:
-            log.info("pre-resizing %d images to %d px (once) into %s", len(jobs), size, folder)
-            workers = auto_workers() + 1 if workers is None else workers
-            if workers > 1 and len(jobs) > 16:
-                from concurrent.futures import ProcessPoolExecutor
-
-                with ProcessPoolExecutor(max_workers=workers) as pool:
-                    done = list(pool.map(_preresize_file, [job for _, job in jobs], chunksize=32))
-            else:
-                done = [_preresize_file(job) for _, job in jobs]
-            for (i, _), path in zip(jobs, done):
-                out[i] = Path(path)
-    return out  # type: ignore[return-value]
-
-
-def _preresize_batch(batch: dict, column: str, size: int) -> dict:
-    """`datasets.map` function: the image column's bytes replaced by a resized JPEG."""
-    items = []
-    for item in batch[column]:
-        data = item.get("bytes") if isinstance(item, dict) else None
-        path = item.get("path") if isinstance(item, dict) else None
-        try:
-            if data is None and path:
-                data = Path(path).read_bytes()
-            with open_image(io.BytesIO(data)) as image:
-                small = _open_reduced(image, size)
-            if small is not None:
-                buffer = io.BytesIO()
-                small.save(buffer, "JPEG", quality=95)
-                data, path = buffer.getvalue(), None
-        except Exception:  # noqa: BLE001 - kept as it is: training warns and skips it
-            pass
-        items.append({"bytes": data, "path": path})
-    return {column: items}
-
-
-def preresize_hub(ds, column: str, size: int, workers: int | None = None):
-    """The dataset with its images resized to short side `size`: `datasets.map`, cached by
-    `datasets` in its cache folder (fingerprinted), so it runs once per dataset and size."""
-    workers = auto_workers() + 1 if workers is None else workers
-    with _file_lock(preresize_cache_root()):
-        return ds.map(
-            _preresize_batch, batched=True, batch_size=64, fn_kwargs={"column": column, "size": int(size)},
-            features=ds.features, num_proc=workers if workers > 1 and len(ds) > 256 else None,
-            desc=f"pre-resizing to {size} px (once)",
-        )
-
-
 def available_cores() -> int:
     """Cores this process may run on (its affinity mask, where the OS has one)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -396,14 +280,15 @@ class StyleDataModule(pl.LightningDataModule):
             files = readable_images(files)
             warn_if_enlarged(files, int(self.cfg.image_size), self.cfg.get("augment"))
             if preresize:
-                files = preresize_files(files, self.cfg.path, int(preresize), self.cfg.get("preresize_cache"))
+                files = preresize_files(files, self.cfg.path, int(preresize), self.cfg.get("preresize_cache"),
+                                        workers=auto_workers() + 1)
             self.train_set = ImageFiles(files, transform)
         elif self.cfg.source == "hub":
             ds = load_hub_dataset(self.cfg)
             if preresize and self.cfg.get("streaming"):
                 warnings.warn("data.preresize is ignored for a streamed dataset (nothing is stored to resize)", stacklevel=2)
             elif preresize:
-                ds = preresize_hub(ds, self.cfg.image_column, int(preresize))
+                ds = preresize_hub(ds, self.cfg.image_column, int(preresize), workers=auto_workers() + 1)
             cls = StreamingImages if self.cfg.get("streaming") else HubImages
             self.train_set = cls(ds, self.cfg.image_column, transform)
         else:

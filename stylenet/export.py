@@ -24,7 +24,8 @@ from torch import nn
 
 from .errors import UserError
 from .imageio import atomic_write
-from .modelfile import EXPORT_SUFFIX, ModelFile, build_network, read_model_file, safe_filename
+from .modelfile import EXPORT_SUFFIX, ModelFile, build_network, read_model_file
+from .outputs import safe_name
 from .transformer import TransformerNet
 
 #: the odd size ONNX exports are checked at against PyTorch
@@ -37,8 +38,9 @@ class ExportError(UserError, RuntimeError):
 
 
 def default_path(model: ModelFile, suffix: str) -> Path:
-    """checkpoints/<style>/<style><suffix>, beside the checkpoint or export it came from."""
-    return model.path.parent / f"{safe_filename(model.style_name)}{suffix}"
+    """checkpoints/<style>/<style><suffix>, beside the checkpoint or export it came from (the style
+    name comes from the file: `safe_name` keeps it one harmless component of that folder)."""
+    return model.path.parent / f"{safe_name(model.style_name)}{suffix}"
 
 
 def export_checkpoint(ckpt_path: str | os.PathLike, out: str | os.PathLike | None = None, fp16: bool = False) -> Path:
@@ -208,11 +210,11 @@ def export(source: str | os.PathLike, formats=("safetensors",), out_dir: str | o
     model = read_model_file(source)
     folder = Path(out_dir) if out_dir else model.path.parent
     written: dict[str, Path] = {}
-    target = folder / f"{safe_filename(model.style_name)}{EXPORT_SUFFIX}"
+    target = folder / f"{safe_name(model.style_name)}{EXPORT_SUFFIX}"
     if model.path.suffix != EXPORT_SUFFIX or "safetensors" in formats:
         same = target.exists() and target.resolve() == model.path.resolve()
         written["safetensors"] = model.path if same else export_checkpoint(source, target, fp16=fp16)
-    stem = safe_filename(model.style_name)
+    stem = safe_name(model.style_name)
     if "torchscript" in formats:
         written["torchscript"] = export_torchscript(source, folder / f"{stem}.torchscript.pt")
     if "onnx" in formats:

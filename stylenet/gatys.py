@@ -7,6 +7,7 @@ and style presets as training; `stylenet.optimize` does the optimising.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,11 +57,18 @@ class Job:
             if every > 0 and step % every == 0:
                 save_image(image, self.run_dir / "snapshots" / f"{tag}_{step:05d}.png")
 
-        return optimize_multiscale(
+        result = optimize_multiscale(
             start, make_objective, scales=list(cfg.scales), steps=int(cfg.steps), optimizer=str(cfg.optimizer),
             lr=float(cfg.lr), lbfgs=OmegaConf.to_container(cfg.lbfgs), clamp=str(cfg.clamp), post_step=post_step,
             callback=snapshot, progress=bool(cfg.progress),
         )
+        # the option ranges (configs/constraints.yaml) keep each weight finite; their product times a
+        # loss term can still overflow float32, and an inf objective leaves the start image unchanged
+        terms = {**(result.history[0] if result.history else {}), **result.final}
+        if bad := {k: v for k, v in terms.items() if not math.isfinite(float(v))}:
+            raise OptimizeError(f"the objective is not finite ({_fmt(bad)}): the loss weights overflow; "
+                                "lower loss.style_weight, style.weight or the layer weights")
+        return result
 
 
 def _fmt(terms) -> str:
@@ -185,7 +193,9 @@ RUNNERS = {"style": run_style, "invert": run_invert, "texture": run_texture, "dr
 
 def default_output(cfg: DictConfig, run_dir: Path) -> Path:
     what = {"invert": cfg.invert.layer, "dream": cfg.dream.layer, "maximize": f"{cfg.maximize.layer}_{cfg.maximize.channel}"}
-    return Path(run_dir) / f"{cfg.mode}_{what.get(cfg.mode, cfg.style.name)}.png"
+    from .outputs import safe_name
+
+    return Path(run_dir) / f"{cfg.mode}_{safe_name(what.get(cfg.mode, cfg.style.name))}.png"
 
 
 def run(cfg: DictConfig, run_dir: Path) -> Path:
@@ -193,7 +203,9 @@ def run(cfg: DictConfig, run_dir: Path) -> Path:
     if cfg.mode not in RUNNERS:
         raise OptimizeError(f"unknown mode {cfg.mode!r}; use one of {', '.join(MODES)}")
     image, summary = RUNNERS[cfg.mode](Job(cfg, run_dir))
-    out = save_image(image.cpu(), cfg.output or default_output(cfg, run_dir))
+    from .outputs import output_file
+
+    out = save_image(image.cpu(), output_file(cfg.output) if cfg.output else default_output(cfg, run_dir))
     print(summary)
     print(f"output: {out}")
     return out

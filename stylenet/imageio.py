@@ -15,6 +15,7 @@ import torch
 from PIL import Image, ImageOps
 
 from .errors import UserError
+from .outputs import not_regular
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 #: the most pixels an image file may declare: PIL's decompression-bomb limit (`Image.MAX_IMAGE_PIXELS`),
@@ -119,6 +120,8 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         raise ImageError(f"image not found: {path}")
     if path.is_dir():
         raise ImageError(f"expected an image file, got a folder: {path}")
+    if kind := not_regular(path):  # opening a FIFO would block for ever
+        raise ImageError(f"{path} is {kind}, not an image file")
     with open_image(path) as image:
         image.load()
         return to_rgb(image)
@@ -128,6 +131,26 @@ def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     """PIL RGB → float tensor (3,H,W) in [0,1]."""
     arr = np.asarray(to_rgb(image), dtype=np.uint8)
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def check_pixels(x: torch.Tensor, *, uint8: bool = False) -> torch.Tensor:
+    """`x` as the network can take it, or a ValueError saying why not: a (B,3,H,W) strided
+    tensor with data (not on the meta device), of at least one pixel, float (or uint8 where
+    `uint8`), with no NaN or infinite value (one NaN pixel would make every output pixel NaN:
+    instance norm spreads it over the whole picture)."""
+    if x.device.type == "meta":
+        raise ValueError("the tensor is on the meta device (a shape without data): create it on a real device, e.g. cpu")
+    if x.layout != torch.strided:
+        raise ValueError(f"a {x.layout} tensor cannot be stylized: pass a dense one (x.to_dense())")
+    if not (x.is_floating_point() or uint8 and x.dtype == torch.uint8) or x.is_complex():
+        raise ValueError(f"unsupported dtype {x.dtype}: pass a float tensor in [0,1]" + (" or uint8 (0-255)" if uint8 else ""))
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected a float tensor (B,3,H,W) or (3,H,W) in [0,1], got {tuple(x.shape)} {x.dtype}")
+    if x.numel() == 0:
+        raise ValueError(f"the image is empty (shape {tuple(x.shape)}): it needs at least one pixel")
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise ValueError("the image has NaN or infinite values: replace them first (np.nan_to_num, torch.nan_to_num)")
+    return x
 
 
 def tensor_to_pil(tensor: torch.Tensor) -> Image.Image:

@@ -29,8 +29,9 @@ from PIL import Image
 
 from .device import inference_dtype, pick_device, precision_name
 from .errors import UserError
-from .imageio import pil_to_tensor, tensor_to_pil, to_rgb
-from .modelfile import build_network, read_model_file, resolve_model
+from .imageio import check_pixels, pil_to_tensor, tensor_to_pil, to_rgb
+from .modelfile import build_network, read_model_file
+from .presets import describe, resolve_model
 from .onnxrun import pick as pick_backend
 from .tiling import tiled_forward
 from .transformer import TransformerNet
@@ -82,6 +83,7 @@ class Stylizer:
         # 640x480) and on CPUs in fp32 (docs/speed.md)
         self.channels_last = False if channels_last in (None, "auto") else bool(channels_last)
         self.metadata = dict(metadata or {})
+        self.source = "(a network given in Python)"  # Stylizer.load: the file it was read from
         self.batch_size = max(1, int(batch_size))
         self.tile_size, self.tile_blend = int(tile_size), int(tile_blend)
         self.max_pixels = int(max_pixels)
@@ -109,10 +111,16 @@ class Stylizer:
                 self.backend = "torch"
 
     @classmethod
-    def load(cls, path: str | os.PathLike, **kwargs) -> Stylizer:
-        """From an export (.safetensors), a Lightning .ckpt or a preset name under checkpoints/."""
-        model = read_model_file(resolve_model(path))
-        return cls(build_network(model), metadata=model.metadata, **kwargs)
+    def load(cls, path: str | os.PathLike, *, variant: str | None = None, **kwargs) -> Stylizer:
+        """From an export (.safetensors), a Lightning .ckpt, an `hf://OWNER/REPO` or a preset
+        name: the user's checkpoints/<name>/ first, else the network shipped with the package
+        (`variant`: full (default) | realtime | auto: realtime on a CPU; stylenet.presets).
+        `source` says which file it was (the commands log it)."""
+        source = resolve_model(path, variant=variant, device=kwargs.get("device"))
+        model = read_model_file(source)
+        stylizer = cls(build_network(model), metadata=model.metadata, **kwargs)
+        stylizer.source = describe(source, spec=path)
+        return stylizer
 
     @property
     def name(self) -> str:
@@ -221,16 +229,18 @@ class Stylizer:
         style: a multi-style network's style (see `style_weights`); strength blends with the
         input (0 returns it unchanged); preserve_color keeps the input's colours and takes only
         the luminance from the style; tile: "auto" (above max_pixels), True/False, or a tile
-        size in pixels.
+        size in pixels. Empty, NaN/inf, meta-device or non-float input is a ValueError
+        (`imageio.check_pixels`).
         """
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"stylize_tensor takes a torch.Tensor, got a {type(x).__name__} (Stylizer.stylize takes the rest)")
         if x.dim() == 3:
             return self.stylize_tensor(x[None], style=style, strength=strength, preserve_color=preserve_color, tile=tile)[0]
         weights = self.style_weights(style)
-        if x.dim() != 4 or x.shape[1] != 3 or not x.is_floating_point():
-            raise ValueError(f"expected a float tensor (B,3,H,W) or (3,H,W) in [0,1], got {tuple(x.shape)} {x.dtype}")
+        check_pixels(x)
         if not 0.0 <= float(strength) <= 1.0:
             raise ValueError(f"strength must be between 0 and 1, got {strength}")
-        if strength == 0 or x.shape[0] == 0:
+        if strength == 0:
             return x.clone()
         h, w = x.shape[-2:]
         tiled = self._should_tile(h, w, tile)
@@ -284,6 +294,7 @@ class Stylizer:
         tiles (never the 1.7 GB float copies of the whole image)."""
         if not 0.0 <= float(strength) <= 1.0:
             raise ValueError(f"strength must be between 0 and 1, got {strength}")
+        array = positive_strides(array)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a read-only array (np.asarray of a PIL image) is only read here
             x = torch.from_numpy(array).permute(2, 0, 1)[None].to(self.device)
@@ -329,6 +340,12 @@ class Stylizer:
         return results
 
 
+def positive_strides(array: np.ndarray) -> np.ndarray:
+    """`array`, copied if it has a negative stride (a flipped view, a[::-1]): torch.from_numpy
+    refuses those, and np.ascontiguousarray keeps them along axes of length 1."""
+    return array.copy() if any(step < 0 for step in array.strides) else array
+
+
 def array_to_tensor(array: np.ndarray, bgr: bool = False):
     """(H,W,3) or (N,H,W,3) uint8/float array → ((N,3,H,W) float tensor, function back to the array's form)."""
     if array.ndim not in (3, 4) or array.shape[-1] != 3:
@@ -338,9 +355,9 @@ def array_to_tensor(array: np.ndarray, bgr: bool = False):
     if bgr:
         batch = batch[..., ::-1]
     if dtype == np.uint8:
-        x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float().div_(255.0)
+        x = torch.from_numpy(positive_strides(np.ascontiguousarray(batch))).permute(0, 3, 1, 2).float().div_(255.0)
     elif np.issubdtype(dtype, np.floating):
-        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).permute(0, 3, 1, 2)
+        x = torch.from_numpy(positive_strides(np.ascontiguousarray(batch, dtype=np.float32))).permute(0, 3, 1, 2)
     else:
         raise ValueError(f"expected a uint8 or float image array, got {dtype}")
 

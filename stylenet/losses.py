@@ -123,6 +123,14 @@ def alpha_norm_loss(image: torch.Tensor, alpha: float = 6.0, center: float = 0.5
     return (image.float() - center).abs().pow(alpha).mean()
 
 
+def style_scale(style: Mapping) -> float:
+    """A style preset's `weight` (its taste for strong strokes, stylenet/configs/style/<name>.yaml):
+    the factor on `loss.style_weight` for that style's images. The one route from a preset to
+    the loss: a single-style run (as `loss.style_scale`), each image of a multi-style run
+    (`style_scales`) and the Gatys benchmark's scoring of one style of a file."""
+    return float(style.get("weight", 1.0))
+
+
 def perceptual_weights(loss: Mapping) -> dict:
     """The keyword arguments of `perceptual_loss` from a loss config (`configs/loss/*.yaml`),
     read the same way by training, Gatys and the benchmarks (style weight × the preset's

@@ -5,7 +5,12 @@ Written by `stylenet.export`, read by `stylenet.inference` (and by training's `i
 An export is safetensors: the transformation network's weights plus string metadata
 (`format`, `format_version`, `arch`, `style_name`, `loss`, ...; a multi-style network also
 `styles`, the JSON list of its style names in order); a checkpoint is read with
-`torch.load(weights_only=True)`. Imports only torch, safetensors and the network definition.
+`torch.load(weights_only=True)`. Imports only torch, safetensors, pydantic and the network definition.
+
+Everything in a file is untrusted: `read_model_file` validates it in one place before any of
+it is used or built (`stylenet.schema`: types, ranges, sizes, nesting, dtypes; then
+`check_architecture`: the claimed network against the weights' shapes), and every violation
+is a ModelLoadError naming the field.
 """
 
 from __future__ import annotations
@@ -16,12 +21,12 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from . import schema
 from .errors import UserError
 from .transformer import TransformerNet
 
@@ -31,12 +36,19 @@ FORMAT_VERSION = 1
 EXPORT_SUFFIX = ".safetensors"
 #: networks a model file may name in its `arch` metadata
 ARCHITECTURES = {"TransformerNet": TransformerNet}
-CHECKPOINT_DIRS = ("checkpoints",)
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class ModelLoadError(UserError, ValueError):
     """A model file is missing, unreadable, unsafe, or made for another architecture."""
+
+
+#: what to do about a file whose contents are wrong
+REEXPORT = "re-export it with python scripts/export.py"
+
+
+def invalid(path, exc: schema.SchemaError, advice: str = REEXPORT) -> ModelLoadError:
+    """A schema violation as the error the user sees: the file, the field, the fix."""
+    return ModelLoadError(f"{path}: {exc}; {advice}")
 
 
 @dataclass
@@ -56,17 +68,10 @@ class ModelFile:
     def styles(self) -> list[str]:
         """The names of the styles the network holds, in its order: the `styles` metadata (a
         multi-style network), else the one `style_name`."""
-        if "styles" not in self.metadata:
-            return [self.style_name]
         try:
-            names = json.loads(self.metadata["styles"])
-        except json.JSONDecodeError:
-            names = None
-        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names) \
-                or len(set(names)) != len(names):
-            raise ModelLoadError(f"{self.path}: its 'styles' metadata is {self.metadata['styles']!r:.80}, not a JSON list of "
-                                 "distinct style names; re-export it with python scripts/export.py")
-        return names
+            return schema.style_names(self.metadata) or [self.style_name]
+        except schema.SchemaError as exc:
+            raise invalid(self.path, exc) from None
 
 
 def _sniff(path: Path) -> str:
@@ -83,7 +88,8 @@ def _sniff(path: Path) -> str:
 
 
 def read_model_file(path: str | os.PathLike) -> ModelFile:
-    """Read an exported .safetensors style or a Lightning .ckpt without executing any code."""
+    """Read an exported .safetensors style or a Lightning .ckpt without executing any code,
+    everything in it validated (the schema, then the architecture against the weights)."""
     path = Path(path)
     if not path.exists():
         raise ModelLoadError(f"model file not found: {path}")
@@ -94,10 +100,10 @@ def read_model_file(path: str | os.PathLike) -> ModelFile:
     if path.suffix.lower() == ".onnx":
         raise ModelLoadError(f"{path} is an ONNX graph: run it with onnxruntime; Stylizer loads .safetensors exports and .ckpt checkpoints")
     kind = _sniff(path)
-    if kind == "safetensors":
-        return _read_safetensors(path)
-    if kind == "torch":
-        return _read_checkpoint(path)
+    if kind in ("safetensors", "torch"):
+        model = _read_safetensors(path) if kind == "safetensors" else _read_checkpoint(path)
+        check_architecture(model)
+        return model
     raise ModelLoadError(
         f"{path} is not a stylenet model file (neither safetensors nor a PyTorch checkpoint); "
         "pass an export made by scripts/export.py or a checkpoints/<style>/last.ckpt"
@@ -110,30 +116,34 @@ def _read_safetensors(path: Path) -> ModelFile:
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             metadata = dict(f.metadata() or {})
-            state = {k: f.get_tensor(k) for k in f.keys()}
+            if metadata.get("format") != FORMAT:
+                raise ModelLoadError(
+                    f"{path} is a safetensors file but not a stylenet export (no format={FORMAT!r} metadata); "
+                    "export a trained style with python scripts/export.py ckpt=checkpoints/<style>/last.ckpt"
+                )
+            try:
+                checked = schema.export_metadata(metadata)
+                if checked.format_version > FORMAT_VERSION:
+                    raise ModelLoadError(f"{path} uses export format {checked.format_version} (format_version), this stylenet reads up to "
+                                         f"{FORMAT_VERSION}: upgrade stylenet")
+                names = list(f.keys())
+                # dtypes, shapes and count from the header, before a single tensor is read
+                schema.tensor_header({k: (f.get_slice(k).get_dtype(), f.get_slice(k).get_shape()) for k in names})
+            except schema.SchemaError as exc:
+                raise invalid(path, exc) from None
+            state = {k: f.get_tensor(k) for k in names}
     except (SafetensorError, OSError, ValueError) as exc:
+        if isinstance(exc, ModelLoadError):
+            raise
         raise ModelLoadError(
             f"cannot read {path}: {exc}; the file is truncated or corrupt, re-export it with "
             "python scripts/export.py ckpt=checkpoints/<style>/last.ckpt"
         ) from None
-    if metadata.get("format") != FORMAT:
-        raise ModelLoadError(
-            f"{path} is a safetensors file but not a stylenet export (no format={FORMAT!r} metadata); "
-            "export a trained style with python scripts/export.py ckpt=checkpoints/<style>/last.ckpt"
-        )
-    raw = metadata.get("format_version", "0") or "0"
-    try:
-        version = int(raw)
-    except ValueError:
-        raise ModelLoadError(f"{path} has format_version={raw!r} in its metadata, not a number; "
-                             "re-export it with python scripts/export.py") from None
-    if version > FORMAT_VERSION:
-        raise ModelLoadError(f"{path} uses export format {version}, this stylenet reads up to {FORMAT_VERSION}: upgrade stylenet")
-    try:
-        arch = json.loads(metadata["arch"])
-    except (KeyError, json.JSONDecodeError):
-        raise ModelLoadError(f"{path} has no readable 'arch' metadata; re-export it with scripts/export.py") from None
-    return ModelFile(path, arch, state, metadata)
+    return ModelFile(path, checked.arch, state, metadata)
+
+
+#: types the weights-only unpickler refuses that run no code (reported as odd, not as a payload)
+HARMLESS = {f"builtins.{name}" for name in ("bytes", "bytearray", "set", "frozenset", "complex", "range", "slice")}
 
 
 def _load_failure(exc: BaseException) -> str:
@@ -144,7 +154,10 @@ def _load_failure(exc: BaseException) -> str:
     detail = next((ln.strip() for ln in text.splitlines() if ln.strip() and not any(a in ln for a in advice)), "")
     if "TorchScript" in text or "constants.pkl" in text:
         return "it is a TorchScript archive; load it with torch.jit.load, or pass the .safetensors export"
-    if found := re.search(r"GLOBAL ([\w.]+)", text):
+    if (found := re.search(r"GLOBAL ([\w.]+)", text)) and found.group(1) in HARMLESS:
+        return (f"it holds a Python {found.group(1).removeprefix('builtins.')}, which a checkpoint never does "
+                "(stylenet reads tensors and plain data only: use a checkpoint stylenet wrote, or an exported .safetensors)")
+    if found:
         return (f"it holds Python objects ({found.group(1)}) that would run code when unpickled; refusing to load it "
                 "(stylenet reads only weights: use a checkpoint stylenet wrote, or an exported .safetensors)")
     if isinstance(exc, EOFError):
@@ -172,6 +185,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         raise ModelLoadError(f"cannot load {path}: {_load_failure(exc)}") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise ModelLoadError(f"{path} is not a Lightning checkpoint (no state_dict); pass checkpoints/<style>/last.ckpt or an export")
+    try:
+        schema.checkpoint(ckpt)  # the plain data bounded, the fields stylenet reads typed
+    except schema.SchemaError as exc:
+        raise invalid(path, exc, "the file is damaged or was not written by stylenet; use another checkpoint") from None
     return ckpt
 
 
@@ -183,7 +200,7 @@ def _read_checkpoint(path: Path) -> ModelFile:
     if not state or not isinstance(hparams.get("model"), dict):
         raise ModelLoadError(f"{path} is a checkpoint but not a stylenet one (no transformer.* weights or model hyper-parameters)")
     metadata = checkpoint_metadata(ckpt, source=path.name)
-    return ModelFile(path, json.loads(metadata["arch"]), state, metadata)
+    return ModelFile(path, {"class": "TransformerNet", **hparams["model"]}, state, metadata)
 
 
 def checkpoint_metadata(ckpt: dict, source: str = "") -> dict[str, str]:
@@ -209,11 +226,14 @@ def checkpoint_metadata(ckpt: dict, source: str = "") -> dict[str, str]:
 
 
 def check_finite(path, state: dict) -> None:
-    """NaN or infinite weights (a diverged run) are an error, not an all-black picture."""
+    """Weights are dense floating-point tensors (`schema.weights`: an int8 or bool network would
+    paint a flat colour), and none NaN or infinite (a diverged run: an all-black picture)."""
+    try:
+        schema.weights(state)
+    except schema.SchemaError as exc:
+        raise invalid(path, exc, "the file is not a stylenet model") from None
     for key, value in state.items():
-        if not isinstance(value, torch.Tensor):
-            raise ModelLoadError(f"{path}: its entry {key!r} is a {type(value).__name__}, not a tensor; the file is not a stylenet model")
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        if not bool(torch.isfinite(value).all()):
             raise ModelLoadError(f"{path}: weight {key} holds NaN or infinite values (the training diverged); "
                                  "use an earlier checkpoint (checkpoints/<style>/step_NNNNNN.ckpt) or train again with a lower optim.lr")
 
@@ -224,6 +244,10 @@ def check_architecture(model: ModelFile) -> tuple[type, dict]:
     num_residual=100000000 build blocks until memory runs out), the tensors cannot."""
     where, arch = model.path, model.arch
     example = '{"class": "TransformerNet", "width": 32, "num_residual": 5}'
+    try:
+        schema.check_plain(arch, "arch")  # read_model_file did; a ModelFile made in code gets the same bounds
+    except schema.SchemaError as exc:
+        raise invalid(where, exc) from None
     if not isinstance(arch, dict):
         raise ModelLoadError(f"{where}: its 'arch' metadata is {arch!r:.80} ({type(arch).__name__}), not an object like "
                              f"{example}; re-export it with python scripts/export.py")
@@ -250,7 +274,7 @@ def check_architecture(model: ModelFile) -> tuple[type, dict]:
         raise ModelLoadError(f"{where}: its tensors are not a {cls_name} (no {cls_name} weights found); "
                              "the file was made by another program") from None
     if recorded != actual:
-        raise ModelLoadError(f"{where}: its metadata says {_args(recorded)}, but its weights are a {cls_name} with "
+        raise ModelLoadError(f"{where}: its arch metadata says {_args(recorded)}, but its weights are a {cls_name} with "
                              f"{_args(actual)}; the metadata is wrong: re-export it with python scripts/export.py")
     names = model.styles
     if len(names) != recorded.get("num_styles", 1) or (recorded.get("num_styles", 1) > 1 and "styles" not in model.metadata):
@@ -283,27 +307,8 @@ def build_network(model: ModelFile) -> TransformerNet:
     return net.eval()
 
 
-def resolve_model(spec: str | os.PathLike, roots: Sequence[Path] | None = None) -> Path:
-    """A model path, or a preset name whose export exists under checkpoints/ (else its last.ckpt)."""
-    path = Path(spec)
-    if path.exists() or path.suffix or len(path.parts) > 1:
-        return path
-    name = str(spec)
-    roots = list(roots) if roots is not None else [Path.cwd(), REPO_ROOT]
-    for root in roots:
-        for base in CHECKPOINT_DIRS:
-            folder = root / base / name
-            for candidate in (folder / f"{name}{EXPORT_SUFFIX}", folder / "last.ckpt"):
-                if candidate.is_file():
-                    return candidate
-    found = sorted({p.stem for r in roots for b in CHECKPOINT_DIRS for p in (r / b).glob(f"*/*{EXPORT_SUFFIX}")})
-    hint = f"exports found: {', '.join(found)}" if found else "no exports found under checkpoints/"
-    raise ModelLoadError(
-        f"no model file or exported preset named {name!r} ({hint}); train it with python train.py style={name}, "
-        f"or export it with python scripts/export.py ckpt=checkpoints/{name}/last.ckpt"
-    )
-
-
 def safe_filename(name: str) -> str:
-    """A style name as a file name (exports are named after their style)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "style"
+    """A style name as a file name (exports are named after their style): `outputs.safe_name`."""
+    from .outputs import safe_name
+
+    return safe_name(name)

@@ -8,7 +8,7 @@ so every DDP rank and every resumed run uses the same ones). How a step is sped 
 
 Several styles in one network (`style_names`, docs/multistyle.md): the network has a
 conditional instance norm per style, the Gram buffers hold one target per trained style
-(S,C,C), and every image of a batch is paired with a style of its own (`sample_styles`).
+(S,C,C), and every image of a batch is paired with a style of its own (`StyleSet`).
 With `train_only="norm"` only the γ, β of the styles being added are trained (`AddedStyles`).
 """
 
@@ -92,6 +92,15 @@ class AddedStyles(nn.Module):
         object.__setattr__(self, "net", net)  # not a child: its tensors stay under transformer.* only
         self.reset()
 
+    @classmethod
+    def appended(cls, net: TransformerNet, styles: StyleSet) -> AddedStyles:
+        """The trained styles must be the network's last ones, after at least one existing style;
+        the network itself is frozen."""
+        first = min(styles.trained)
+        if styles.trained != list(range(first, len(styles.names))) or first == 0:
+            raise ValueError("train_only=norm trains the styles appended last, after at least one existing style")
+        return cls(net.requires_grad_(False), first)
+
     @torch.no_grad()
     def reset(self) -> None:
         """Take the new rows from the network (after its weights were loaded)."""
@@ -116,6 +125,65 @@ class AddedStyles(nn.Module):
             norm = self.net.get_submodule(path)
             norm.weight[self.first:] = gamma
             norm.bias[self.first:] = beta
+
+
+class StyleSet:
+    """The styles of the network and the ones a run trains: `names` in the network's order,
+    `trained` (indices into `names`, default all) and `scales`, each trained style's preset
+    weight (`losses.style_scale`). `multi`: a multi-style network (a conditional norm per
+    style, a style per image); else one style, whose weight is already in the loss weights."""
+
+    def __init__(self, names: Sequence[str], trained: Sequence[int] | None = None,
+                 scales: Sequence[float] | None = None, multi: bool = False):
+        self.names, self.multi = list(names), multi
+        self.trained = list(range(len(self.names)) if trained is None else trained)
+        self.scales = [float(w) for w in (scales or [1.0] * len(self.trained))]
+        if len(set(self.names)) != len(self.names):
+            raise ValueError(f"style names must be unique: {self.names}")
+        if len(self.scales) != len(self.trained) or not all(0 <= i < len(self.names) for i in self.trained):
+            raise ValueError("trained_styles must index style_names, with one style scale each")
+
+    def hparams(self, train_only: str | None) -> dict:
+        """What a multi-style checkpoint records about its styles (a single-style one: nothing)."""
+        if not self.multi:
+            return {}
+        return {"style_names": self.names, "trained_styles": self.trained, "style_scales": self.scales, "train_only": train_only}
+
+    def sample(self, batch: int) -> torch.Tensor:
+        """A style per image (indices into the trained styles): a fresh random order of the
+        styles, repeated over the batch. Every step's gradient then covers min(B, T) styles
+        (the shared weights never chase one style at a time) and every style's γ, β are
+        updated at almost every step; over time each style gets the same number of images."""
+        n = len(self.trained)
+        return torch.randperm(n).repeat(-(-batch // n))[:batch]
+
+    def one_hot(self, styles: torch.Tensor, device) -> torch.Tensor:
+        """(B,) indices into the trained styles → one-hot weights (B, S) over the network's styles."""
+        index = torch.tensor(self.trained, device=device)[styles.to(device)]
+        return F.one_hot(index, len(self.names)).float()
+
+    def scale(self, styles: torch.Tensor, device) -> torch.Tensor:
+        """(B,) indices into the trained styles → each image's style weight (B,)."""
+        return torch.tensor(self.scales, device=device)[styles.to(device)]
+
+
+class Teacher(nn.Module):
+    """Distillation (`distill.teacher=`, single style): a trained network, frozen and always in
+    eval mode, whose outputs the trained network also imitates: `weight` × the pixel MSE. Kept
+    out of checkpoints like the loss network (`teacher.*`)."""
+
+    def __init__(self, net: nn.Module, weight: float):
+        super().__init__()
+        self.net = net.eval().requires_grad_(False)
+        self.weight = float(weight)
+
+    def train(self, mode: bool = True):
+        return super().train(False)  # Lightning switches every submodule to train mode at fit start
+
+    def forward(self, content: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            taught = self.net(content)
+        return self.weight * distill_loss(stylized, taught)
 
 
 class StyleTransferModule(pl.LightningModule):
@@ -144,43 +212,21 @@ class StyleTransferModule(pl.LightningModule):
         `teacher` (single style): a trained network whose outputs the network also imitates,
         `distill["weight"]` × the pixel MSE (distillation; `distill` is recorded as given)."""
         super().__init__()
-        model, loss, optim = _plain(model), _plain(loss), _plain(optim)
-        speed = _plain(speed or {})
+        model, loss, optim, speed = _plain(model), _plain(loss), _plain(optim), _plain(speed or {})
         loss.pop("layers", None)  # the per-network table: already resolved into the fields
-        hparams = {"model": model, "loss": loss, "optim": optim, "speed": speed, "style_name": style_name,
-                   "batch_size": batch_size, "image_size": image_size, "stylenet_version": __version__}
-        self.style_names = list(style_names or [style_name])
-        self.multi_style = style_names is not None
-        self.trained_styles = list(range(len(self.style_names)) if trained_styles is None else trained_styles)
-        self.style_scales = [float(w) for w in (style_scales or [1.0] * len(self.trained_styles))]
-        if train_only not in (None, "norm"):
-            raise ValueError(f"train_only={train_only!r}: use null (the whole network) or norm (the new styles' γ, β)")
-        if self.multi_style:
-            if len(set(self.style_names)) != len(self.style_names):
-                raise ValueError(f"style names must be unique: {self.style_names}")
-            if len(self.style_scales) != len(self.trained_styles) or not all(0 <= i < len(self.style_names) for i in self.trained_styles):
-                raise ValueError("trained_styles must index style_names, with one style scale each")
-            model = hparams["model"] = {**model, "num_styles": len(self.style_names)}
-            hparams.update(style_names=self.style_names, trained_styles=self.trained_styles,
-                           style_scales=self.style_scales, train_only=train_only)
-        elif train_only:
-            raise ValueError("train_only=norm needs a multi-style module (style_names)")
-        if teacher is not None:
-            if self.multi_style:
-                raise ValueError("distillation (a teacher network) trains single-style networks only")
-            hparams["distill"] = _plain(distill or {})
-        self.save_hyperparameters(hparams)
+        self.style_set = StyleSet(style_names or [style_name], trained_styles, style_scales, multi=style_names is not None)
+        if self.style_set.multi:
+            model = {**model, "num_styles": len(self.style_set.names)}
+        if teacher is not None and self.style_set.multi:
+            raise ValueError("distillation (a teacher network) trains single-style networks only")
+        self.save_hyperparameters({
+            "model": model, "loss": loss, "optim": optim, "speed": speed, "style_name": style_name, "batch_size": batch_size,
+            "image_size": image_size, "stylenet_version": __version__, **self.style_set.hparams(train_only),
+            **({"distill": _plain(distill or {})} if teacher is not None else {})})
         self.transformer = TransformerNet(**model)
-        # the teacher (distillation): frozen, in eval mode, and kept out of checkpoints like the loss network
-        self.teacher = teacher.eval().requires_grad_(False) if teacher is not None else None
-        self.distill_weight = float((distill or {}).get("weight", 1.0)) if teacher is not None else 0.0
-        self.added_styles: AddedStyles | None = None
-        if train_only == "norm":
-            first = min(self.trained_styles)
-            if self.trained_styles != list(range(first, len(self.style_names))) or first == 0:
-                raise ValueError("train_only=norm trains the styles appended last, after at least one existing style")
-            self.transformer.requires_grad_(False)
-            self.added_styles = AddedStyles(self.transformer, first)
+        self.teacher = Teacher(teacher, (distill or {}).get("weight", 1.0)) if teacher is not None else None
+        # train_only=norm (checked by train.run_styles): only the appended styles' γ, β learn
+        self.added_styles = AddedStyles.appended(self.transformer, self.style_set) if train_only == "norm" else None
         self.loss_weights = perceptual_weights(loss)
         self.style_layers: dict[str, float] = self.loss_weights["style_layers"]
         self.content_layer: str = self.loss_weights["content_layer"]
@@ -195,6 +241,18 @@ class StyleTransferModule(pl.LightningModule):
             self.set_style(style_image)
         if style_images is not None:
             self.set_styles(style_images)
+
+    @property
+    def style_names(self) -> list[str]:
+        return self.style_set.names
+
+    @property
+    def trained_styles(self) -> list[int]:
+        return self.style_set.trained
+
+    @property
+    def multi_style(self) -> bool:
+        return self.style_set.multi
 
     @property
     def network(self) -> nn.Module:
@@ -215,19 +273,6 @@ class StyleTransferModule(pl.LightningModule):
         grams = [self.lossnet.style_grams(image, self.style_layers) for image in style_images]
         for name in self.style_layers:
             setattr(self, GRAM_PREFIX + name, torch.cat([g[name] for g in grams]))
-
-    def sample_styles(self, batch: int) -> torch.Tensor:
-        """A style per image (indices into the trained styles): a fresh random order of the
-        styles, repeated over the batch. Every step's gradient then covers min(B, T) styles
-        (the shared weights never chase one style at a time) and every style's γ, β are
-        updated at almost every step; over time each style gets the same number of images."""
-        n = len(self.trained_styles)
-        return torch.randperm(n).repeat(-(-batch // n))[:batch]
-
-    def style_weights_for(self, styles: torch.Tensor, device) -> torch.Tensor:
-        """(B,) indices into the trained styles → one-hot weights (B, S) over the network's styles."""
-        index = torch.tensor(self.trained_styles, device=device)[styles.to(device)]
-        return F.one_hot(index, len(self.style_names)).float()
 
     @property
     def target_grams(self) -> dict[str, torch.Tensor]:
@@ -258,12 +303,6 @@ class StyleTransferModule(pl.LightningModule):
                 for key, value in part.state_dict().items():
                     state.setdefault(f"{name}.{key}", value)
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.teacher is not None:
-            self.teacher.eval()  # Lightning switches every submodule to train mode at fit start
-        return self
-
     # -- how the step runs (stylenet.speed) ------------------------------------------------
     def setup_speed(self, step_context=None) -> StepPlan:
         """Apply the speed switches for the module's current device (`speed.prepare`): the
@@ -285,7 +324,7 @@ class StyleTransferModule(pl.LightningModule):
         step, the compile trial step and the throughput benchmark run). `plan`: how to run
         the networks (default: the one `setup_speed` made, else eager for the batch's device).
         `styles` (multi-style only): each image's style, an index into the trained styles
-        (default: 0, 1, ..., cycling; training passes `sample_styles`)."""
+        (default: 0, 1, ..., cycling; training passes `StyleSet.sample`)."""
         if plan is None:
             plan = self.step_plan
             if plan is None or plan.device != content.device.type:
@@ -298,9 +337,9 @@ class StyleTransferModule(pl.LightningModule):
             if styles is None:
                 styles = torch.arange(content.shape[0]) % len(self.trained_styles)
             styles = styles.to(content.device)
-            weights = self.style_weights_for(styles, content.device)
+            weights = self.style_set.one_hot(styles, content.device)
             targets = {name: g[styles] for name, g in targets.items()}
-            scale = torch.tensor(self.style_scales, device=content.device)[styles]
+            scale = self.style_set.scale(styles, content.device)
             network = lambda x: plan.transformer(x, weights)  # noqa: E731
         stylized = network(content)
         dtype = self.lossnet.mean.dtype  # bf16 under speed.lossnet_half (Grams are still fp32)
@@ -315,10 +354,8 @@ class StyleTransferModule(pl.LightningModule):
                 content_features = plan.content_pass(content.to(dtype))
             output_features = plan.lossnet(stylized.to(dtype))
         terms = perceptual_loss(output_features, content_features, targets, stylized, style_scale=scale, **self.loss_weights)
-        if self.teacher is not None and self.distill_weight > 0:
-            with torch.no_grad():
-                taught = self.teacher(content)
-            terms["distill"] = self.distill_weight * distill_loss(stylized, taught)
+        if self.teacher is not None and self.teacher.weight > 0:
+            terms["distill"] = self.teacher(content, stylized)
             terms["loss"] = terms["loss"] + terms["distill"]
         if self.temporal_weight > 0:
             terms["temporal"] = self.temporal_weight * self.stability(content, stylized, network)
@@ -336,7 +373,7 @@ class StyleTransferModule(pl.LightningModule):
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         if not self.has_style:
             raise RuntimeError("style targets are not set: call set_style(style_image) before training")
-        styles = self.sample_styles(batch.shape[0]) if self.multi_style else None
+        styles = self.style_set.sample(batch.shape[0]) if self.multi_style else None
         terms = self.compute_losses(batch, styles=styles)
         per_image = terms.pop("style_per_image", None)
         self.log("train/loss", terms["loss"], prog_bar=True)

@@ -104,17 +104,12 @@ def resolve_style_image(style, mirrors=()) -> Path:
     return dest
 
 
-def style_image_path(spec: str | os.PathLike, mirrors=None) -> Path:
-    """A style image from a file path or a preset name (configs/style/<name>.yaml, resolved as
-    training does; `mirrors` default to train.yaml's `style_mirrors`)."""
+def style_image_path(spec: str | os.PathLike, preset=None, mirrors=()) -> Path:
+    """A style image from a file path, else from `preset`: the style config of the preset named
+    `spec`, as the caller's config edge composed it (its `style_mirrors` passed as `mirrors`)."""
     path = Path(str(spec)).expanduser()
     if path.is_file():
         return path
-    preset = CONFIG_DIR / "style" / f"{spec}.yaml"
-    if not preset.is_file():
+    if preset is None:
         raise StyleError(f"style {spec!r} is neither an image file nor a preset ({', '.join(preset_names())})")
-    from omegaconf import OmegaConf
-
-    if mirrors is None:
-        mirrors = OmegaConf.load(CONFIG_DIR / "train.yaml").get("style_mirrors")
-    return resolve_style_image(OmegaConf.load(preset), mirrors=mirrors)
+    return resolve_style_image(preset, mirrors=mirrors)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .imageio import check_pixels
 from .transformer import TransformerNet
 
 
@@ -131,7 +132,9 @@ def tiled_forward(net: TransformerNet, x: torch.Tensor, tile: int = 1024, blend:
     `dtype`: what the network runs in (default: x's float dtype, float32 for uint8).
     `style`: a multi-style network's style (`TransformerNet.forward`), the same for the
     statistics pass and every tile (γ, β of one layer shape the statistics of the next).
+    Empty, NaN/inf or meta-device input is a ValueError (`imageio.check_pixels`).
     """
+    check_pixels(x, uint8=True)
     b, _, h, w = x.shape
     dtype = dtype or (x.dtype if x.is_floating_point() else torch.float32)
     m = net.size_multiple  # tiles start on the padded grid of the network (4 px; 4r with shuffle r)

@@ -1,9 +1,9 @@
 """The composed training config (configs/train.yaml) → a Lightning run: trainer, module, data.
 
 Several styles in one network (docs/multistyle.md): `styles=[a,b,...]` (what the command
-line's `style=[a,b,...]` and `style=all` become) trains them together, each preset read from
-configs/style/<name>.yaml; `init_from=MULTI_EXPORT train_only=norm` appends the run's style(s)
-to an exported network and learns only their γ, β.
+line's `style=[a,b,...]` and `style=all` become) trains them together, each preset composed
+by Hydra under `style_presets.<name>` (`commands.app.hydra_overrides`); `init_from=MULTI_EXPORT
+train_only=norm` appends the run's style(s) to an exported network and learns only their γ, β.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from .imageio import ensure_writable, load_tensor
 from .modelfile import ModelFile, ModelLoadError, check_finite, load_checkpoint
 from .module import StyleTransferModule
 from .speed import resolve_precision, resolve_speed
-from .styles import CONFIG_DIR, StyleError, preset_names, resolve_style_image
+from .losses import style_scale
+from .styles import StyleError, resolve_style_image
 from .transformer import append_styles
 
 #: longest multi-style run name, in bytes, kept as the joined style names (folders and the export file)
@@ -71,22 +72,13 @@ class RunStyles:
         return f"{self.names[0]}-{self.names[1]}-and-{len(self.names) - 2}-more-{digest}"
 
 
-def load_preset(name: str):
-    """configs/style/<name>.yaml, as `style=<name>` would compose it."""
-    path = CONFIG_DIR / "style" / f"{name}.yaml"
-    if not path.is_file():
-        raise StyleError(f"no style preset {name!r} (configs/style/{name}.yaml); presets: {', '.join(preset_names())}")
-    preset = OmegaConf.load(path)
-    if OmegaConf.is_missing(preset, "image"):
-        raise StyleError(f"style {name!r} needs style.image=PATH, which a multi-style run cannot take; "
-                         f"add configs/style/<name>.yaml for the painting (copy configs/style/custom.yaml)")
-    return preset
-
-
 def run_styles(cfg: DictConfig, base: ModelFile | None = None) -> RunStyles:
-    """The styles a run trains (`style`, or `styles=[...]` each from its preset file) and the
-    network's style list (with train_only=norm: the `init_from` file's styles + the new ones)."""
-    from .modelfile import read_model_file, resolve_model
+    """The styles a run trains (`style`, or `styles=[...]`: their presets as the command line
+    composed them, `style_presets.<name>`) and the network's style list (with
+    train_only=norm: the `init_from` file's styles + the new ones). The one place the
+    `train_only` option is checked."""
+    from .modelfile import read_model_file
+    from .presets import resolve_model
 
     listed = [str(n) for n in cfg.get("styles") or []]
     train_only = cfg.get("train_only")
@@ -95,11 +87,18 @@ def run_styles(cfg: DictConfig, base: ModelFile | None = None) -> RunStyles:
     if len(set(listed)) != len(listed):
         raise StyleError(f"styles={listed}: a style is listed twice")
     if listed:
-        if (CONFIG_DIR / "style" / f"{cfg.style.name}.yaml").is_file() and \
-                OmegaConf.to_container(cfg.style, resolve=True) != OmegaConf.to_container(load_preset(str(cfg.style.name)), resolve=True):
-            raise StyleError("style.KEY=... overrides do not reach a multi-style run: each style is read from its "
-                             "configs/style/<name>.yaml; edit a copy of the preset under a new name and list that")
-        presets = [load_preset(n) for n in listed]
+        composed = cfg.get("style_presets") or {}
+        if missing := [n for n in listed if n not in composed]:
+            raise StyleError(f"styles={listed}: no composed preset for {', '.join(missing)}; list the styles on the command "
+                             f"line as style=[{','.join(listed)}] (each is then composed from stylenet/configs/style/)")
+        presets = [composed[n] for n in listed]
+        first = composed.get(str(cfg.style.name))
+        if first is not None and OmegaConf.to_container(cfg.style, resolve=True) != OmegaConf.to_container(first, resolve=True):
+            raise StyleError("style.KEY=... overrides do not reach a multi-style run: each style is its preset, "
+                             "stylenet/configs/style/<name>.yaml; edit a copy of the preset under a new name and list that")
+        if unset := [str(p.name) for p in presets if OmegaConf.is_missing(p, "image")]:
+            raise StyleError(f"style {unset[0]!r} needs style.image=PATH, which a multi-style run cannot take; add "
+                             "stylenet/configs/style/<name>.yaml for the painting (copy stylenet/configs/style/custom.yaml)")
     else:
         presets = [cfg.style]
     if train_only == "norm":
@@ -128,7 +127,8 @@ def init_transformer(module: StyleTransferModule, source: str, base: ModelFile |
     architecture is required; the style targets, optimiser and step counter start fresh.
     With train_only=norm (`module.added_styles`) the file's styles are kept and the new
     styles' γ, β start as the mean of theirs."""
-    from .modelfile import build_network, read_model_file, resolve_model
+    from .modelfile import build_network, read_model_file
+    from .presets import resolve_model
 
     model = base or read_model_file(resolve_model(source))
     net = build_network(model)
@@ -156,7 +156,8 @@ def init_transformer(module: StyleTransferModule, source: str, base: ModelFile |
 def load_teacher(cfg: DictConfig, styles: RunStyles):
     """`distill.teacher=`: the trained network (an export, a .ckpt or a preset name) whose
     outputs a single-style run also imitates; it must hold the style the run trains."""
-    from .modelfile import build_network, read_model_file, resolve_model
+    from .modelfile import build_network, read_model_file
+    from .presets import resolve_model
 
     source = (cfg.get("distill") or {}).get("teacher")
     if not source:
@@ -179,7 +180,10 @@ def build(cfg: DictConfig, run_dir: Path):
     torch.backends.cudnn.benchmark = resolve_speed(cfg.speed, "cuda")["cudnn_benchmark"]
     styles = run_styles(cfg)
     images = [load_tensor(resolve_style_image(p, mirrors=cfg.get("style_mirrors")), size=p.size) for p in styles.presets]
-    loss = OmegaConf.to_container(cfg.loss, resolve=True)  # includes style_scale: the preset's style.weight
+    loss = OmegaConf.to_container(cfg.loss, resolve=True)
+    scales = [style_scale(p) for p in styles.presets]  # each preset's style.weight, the one route to the loss
+    # one style: its weight scales loss.style_weight (recorded in the checkpoint's loss); several: each image's own
+    loss["style_scale"] = scales[0] if styles.names is None else 1.0
     if loss.get("weights") and Path(str(loss["weights"])).expanduser().is_file():
         # recorded in checkpoints and exports: absolute, so the benchmarks find it from any folder
         loss["weights"] = str(Path(str(loss["weights"])).expanduser().resolve())
@@ -190,10 +194,9 @@ def build(cfg: DictConfig, run_dir: Path):
         module = StyleTransferModule(loss=loss, style_name=styles.run_name, style_image=images[0],
                                      teacher=teacher, distill=distill, **common)
     else:
-        loss["style_scale"] = 1.0  # each image's own preset weight instead (style_scales)
         module = StyleTransferModule(
             loss=loss, style_name=styles.run_name, style_names=styles.names, trained_styles=styles.trained,
-            style_scales=[float(p.weight) for p in styles.presets], style_images=images,
+            style_scales=scales, style_images=images,
             train_only=cfg.get("train_only"), **common,
         )
     if styles.base is not None:

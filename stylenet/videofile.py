@@ -1,4 +1,5 @@
-"""Video files through PyAV (FFmpeg): stylize a file frame by frame into a complete video.
+"""Video files through PyAV (FFmpeg): their names, limits and errors, and stylizing one frame
+by frame into a complete video.
 
 Complete means what a user expects of a converter: the audio track kept (copied when the
 output container can hold its codec, else re-encoded), frame rate and size kept (odd sizes
@@ -6,21 +7,33 @@ too: 4:4:4 chroma, which has no even-size rule), H.264 where the installed FFmpe
 libx264, a progress bar in frames/s, and an interrupted run leaving no partial file at the
 output path (`imageio.AtomicFile`). OpenCV's writer, used before, dropped audio and rounded
 odd sizes down.
+
+A container is untrusted: its declared frame size is checked against the images' pixel limit
+(`imageio.MAX_IMAGE_PIXELS`) before any frame is decoded, FFmpeg's decoder is held to the same
+limit (`max_pixels`), a frame rate outside `MIN_FPS`..`MAX_FPS` falls back to the next
+plausible one (docs/reliability.md), and a frame whose size changes mid-stream is scaled to the
+first frame's size. This module imports neither OpenCV nor (until a video is opened) PyAV:
+the live loop (`video.py`) imports it, never the other way.
 """
 
 from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
 
+from . import imageio
+from .errors import UserError
 from .imageio import AtomicFile
 
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv")
 #: output suffix → (container format, video encoders in order of preference)
 CONTAINERS = {
     ".mp4": ("mp4", ("libx264", "mpeg4")), ".m4v": ("mp4", ("libx264", "mpeg4")), ".mov": ("mov", ("libx264", "mpeg4")),
@@ -32,6 +45,61 @@ AUDIO_COPY = {"mp4": {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}, "mov
               "matroska": None, "avi": {"mp3", "ac3", "pcm_s16le"}, "webm": {"opus", "vorbis"}}
 AUDIO_ENCODER = {"mp4": "aac", "mov": "aac", "matroska": "aac", "avi": "libmp3lame", "webm": "libopus"}
 DEFAULT_FPS = Fraction(30)
+#: frame rates taken as real: a frame a minute (a time-lapse) to 1000 (slow-motion phones film 960);
+#: outside this a rate is a broken header (1/5000 made the writer divide by zero; MPEG-4 takes no 100000)
+MIN_FPS, MAX_FPS = Fraction(1, 60), Fraction(1000)
+
+
+class VideoError(UserError, ValueError):
+    """A video file cannot be read or written."""
+
+
+class VideoWarning(UserWarning):
+    """A readable video with something odd about it (an implausible frame rate)."""
+
+
+def is_video_path(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def usable_fps(rate) -> Fraction | None:
+    """`rate` (a number or Fraction) as a Fraction if it is a plausible frame rate, else None:
+    zero, negative, NaN, infinite, not a number, or outside `MIN_FPS`..`MAX_FPS`."""
+    if isinstance(rate, bool) or not isinstance(rate, Real):
+        return None
+    try:
+        fps = Fraction(rate) if isinstance(rate, (int, Fraction)) else Fraction(float(rate))
+    except (ValueError, OverflowError):  # NaN, infinity
+        return None
+    fps = fps.limit_denominator(1001)  # 29.97 → 30000/1001: what a container's time base can hold
+    return fps if MIN_FPS <= fps <= MAX_FPS else None
+
+
+def stream_fps(stream, src) -> Fraction:
+    """The frame rate to write a stream at: its average rate, else FFmpeg's guess, else its base
+    rate, else `DEFAULT_FPS`, the first plausible one (`usable_fps`). A fallback, not an error:
+    the frames are intact, only their timing is unknown; a VideoWarning says so."""
+    declared = [getattr(stream, name, None) for name in ("average_rate", "guessed_rate", "base_rate")]
+    for rate in declared:
+        if (fps := usable_fps(rate)) is not None:
+            return fps
+    if any(rate for rate in declared):
+        warnings.warn(f"{src}: its frame rate ({declared[0] or declared[1] or declared[2]} fps) is not plausible "
+                      f"(outside {MIN_FPS}..{MAX_FPS}); writing at {DEFAULT_FPS} fps", VideoWarning, stacklevel=3)
+    return DEFAULT_FPS
+
+
+def check_frame_size(width: int, height: int, src) -> tuple[int, int]:
+    """(width, height) if a frame this size may be decoded: both positive and at most the
+    images' pixel limit (`imageio.MAX_IMAGE_PIXELS`, raised with STYLENET_MAX_IMAGE_PIXELS)."""
+    width, height = int(width or 0), int(height or 0)
+    if width <= 0 or height <= 0:
+        raise VideoError(f"{src} declares no frame size; is it a video file?")
+    limit = imageio.MAX_IMAGE_PIXELS
+    if width * height > limit:
+        raise VideoError(f"{src} has {width}x{height} frames, more than {limit / 1e6:g} million pixels each (a decompression "
+                         "bomb, or a huge video); if it is genuine, allow it with STYLENET_MAX_IMAGE_PIXELS=N")
+    return width, height
 
 
 @dataclass
@@ -45,25 +113,36 @@ class VideoStats:
     audio: str = "none"          # "copied (aac)", "re-encoded (opus → aac)", "none", or why it was dropped
 
 
-def _error(message: str) -> Exception:
-    from .video import VideoError
-
-    return VideoError(message)
-
-
 def open_input(src: Path):
     import av
 
     if not src.is_file():
-        raise _error(f"video not found: {src}")
+        raise VideoError(f"video not found: {src}")
     try:
-        container = av.open(str(src))
+        # skip_frame: FFmpeg probes the streams without decoding a frame (an 8192x8192 H.264 clip
+        # opened in 1 s and 190 MB decoding one while probing, 0.02 s and 36 MB without); the size
+        # comes from the header, so `check_frame_size` runs before any pixel is decoded
+        container = av.open(str(src), options={"skip_frame": "all"})
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise _error(f"cannot read video {src}: {exc}; is it a video file?") from None
+        raise VideoError(f"cannot read video {src}: {exc}; is it a video file?") from None
     if not container.streams.video:
         container.close()
-        raise _error(f"{src} has no video stream")
+        raise VideoError(f"{src} has no video stream")
     return container
+
+
+def check_header(src: Path) -> tuple[int, int] | None:
+    """The frame size `src`'s header declares, checked (`check_frame_size`) without decoding a
+    frame; None where PyAV cannot read the file (another reader, OpenCV's, may: it decides)."""
+    try:
+        container = open_input(src)
+    except VideoError:
+        return None
+    with container:
+        stream = container.streams.video[0].codec_context
+        if not stream.width or not stream.height:
+            return None
+        return check_frame_size(stream.width, stream.height, src)
 
 
 def pick_encoder(suffix: str) -> tuple[str, str]:
@@ -71,12 +150,12 @@ def pick_encoder(suffix: str) -> tuple[str, str]:
     import av
 
     if suffix not in CONTAINERS:
-        raise _error(f"cannot write {suffix or 'a file without suffix'} videos; use one of {', '.join(CONTAINERS)}")
+        raise VideoError(f"cannot write {suffix or 'a file without suffix'} videos; use one of {', '.join(CONTAINERS)}")
     fmt, encoders = CONTAINERS[suffix]
     for name in encoders:
         if name in av.codecs_available:
             return fmt, name
-    raise _error(f"this FFmpeg has none of the encoders {', '.join(encoders)} for {suffix}; use .mp4 or .avi")
+    raise VideoError(f"this FFmpeg has none of the encoders {', '.join(encoders)} for {suffix}; use .mp4 or .avi")
 
 
 def _pix_fmt(codec: str, width: int, height: int) -> str:
@@ -98,8 +177,13 @@ class FrameWriter:
         import av
 
         self.path, self.size, self.frames = Path(path), (int(size[0]), int(size[1])), 0
-        fps = Fraction(fps).limit_denominator(1001)  # 29.97 → 30000/1001
-        self.fps, self._time_base = float(fps), 1 / fps
+        if min(self.size) <= 0:
+            raise VideoError(f"cannot write {self.path}: frame size {self.size[0]}x{self.size[1]}; both sides must be positive")
+        rate = usable_fps(fps)  # 29.97 → 30000/1001
+        if rate is None:
+            raise VideoError(f"cannot write {self.path} at {fps} fps: the rate must lie in {MIN_FPS}..{MAX_FPS}")
+        self.fps, self._time_base = float(rate), 1 / rate
+        fps = rate
         fmt, self.codec = pick_encoder(self.path.suffix.lower())
         self._file = AtomicFile(self.path)
         try:
@@ -140,7 +224,7 @@ class FrameWriter:
         import av
 
         if (frame_bgr.shape[1], frame_bgr.shape[0]) != self.size:
-            raise _error(f"frame size {frame_bgr.shape[1]}x{frame_bgr.shape[0]} differs from the video's {self.size[0]}x{self.size[1]}")
+            raise VideoError(f"frame size {frame_bgr.shape[1]}x{frame_bgr.shape[0]} differs from the video's {self.size[0]}x{self.size[1]}")
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_bgr), format="bgr24")
         frame.pts, frame.time_base = self.frames, self._time_base  # constant rate: frame i at i / fps
         for packet in self.video.encode(frame):
@@ -194,19 +278,23 @@ def stylize_video(stylizer, src: str | os.PathLike, dst: str | os.PathLike, *, b
 
     Frames go through the network in batches of `batch_size`; `stabilizer(frame, stylized)`
     (`temporal.Stabilizer`) then runs on them in order. Options go to `Stylizer.stylize`.
+    The declared frame size is checked before any frame is decoded (`check_frame_size`); a
+    frame of another size later in the stream is scaled to the first one's (`frame_array`).
     """
     from tqdm.auto import tqdm
 
+    if isinstance(batch_size, bool) or not isinstance(batch_size, Integral) or batch_size < 1:
+        raise VideoError(f"batch_size={batch_size!r}: the frames per network call, 1 or more")
     src, dst = Path(src), Path(dst)
     start = time.perf_counter()
     with open_input(src) as container:
         vin = container.streams.video[0]
         vin.thread_type = "AUTO"
         ain = container.streams.audio[0] if container.streams.audio else None
-        fps = Fraction(vin.average_rate or vin.guessed_rate or DEFAULT_FPS)
-        size = (vin.codec_context.width, vin.codec_context.height)
-        if not size[0] or not size[1]:
-            raise _error(f"{src} declares no frame size; is it a video file?")
+        size = check_frame_size(vin.codec_context.width, vin.codec_context.height, src)
+        fps = stream_fps(vin, src)
+        # FFmpeg's own bomb limit, for frames that grow past the header's size mid-stream
+        vin.codec_context.options = {**vin.codec_context.options, "max_pixels": str(imageio.MAX_IMAGE_PIXELS)}
         writer = FrameWriter(dst, fps, size, audio_template=ain)
         committed = None
         bar = tqdm(total=vin.frames or None, unit="frame", disable=not progress, desc=src.name, dynamic_ncols=True)
@@ -217,7 +305,7 @@ def stylize_video(stylizer, src: str | os.PathLike, dst: str | os.PathLike, *, b
                     writer.write_audio(packet)
                     continue
                 for frame in _decode(packet, src):
-                    batch.append(frame.to_ndarray(format="bgr24"))
+                    batch.append(frame_array(frame, size))
                     if len(batch) == batch_size:
                         _stylize_batch(stylizer, batch, writer, stabilizer, options)
                         bar.update(len(batch))
@@ -226,7 +314,7 @@ def stylize_video(stylizer, src: str | os.PathLike, dst: str | os.PathLike, *, b
                 _stylize_batch(stylizer, batch, writer, stabilizer, options)
                 bar.update(len(batch))
             if not writer.frames:
-                raise _error(f"no frames could be read from {src}")
+                raise VideoError(f"no frames could be read from {src}")
             committed = writer.close(commit=True)
         finally:
             bar.close()
@@ -241,7 +329,17 @@ def _decode(packet, src: Path):
     try:
         return packet.decode()
     except av.FFmpegError as exc:
-        raise _error(f"cannot decode {src}: {exc}; the file is damaged or not a video") from None
+        raise VideoError(f"cannot decode {src}: {exc}; the file is damaged or not a video, or a frame is larger than "
+                         f"{imageio.MAX_IMAGE_PIXELS / 1e6:g} million pixels (STYLENET_MAX_IMAGE_PIXELS=N allows more)") from None
+
+
+def frame_array(frame, size: tuple[int, int]) -> np.ndarray:
+    """A decoded frame as a BGR uint8 array of `size` (w, h): a frame whose size changed
+    mid-stream (concatenated clips, a broken stream) is scaled to the video's first size, so
+    the writer, the batch and the stabiliser see one size throughout."""
+    if (frame.width, frame.height) == size:
+        return frame.to_ndarray(format="bgr24")
+    return frame.to_ndarray(format="bgr24", width=size[0], height=size[1], interpolation="AREA")
 
 
 def _stylize_batch(stylizer, batch: list[np.ndarray], writer: FrameWriter, stabilizer, options: dict) -> None:

@@ -11,7 +11,7 @@ import torch
 from hydra.errors import MissingConfigException
 from PIL import Image
 
-from bench import gatys as bench
+from stylenet.bench import gatys as bench
 from stylenet import gatys
 from stylenet.errors import UserError
 from stylenet.imageio import load_tensor, save_image
@@ -119,7 +119,7 @@ def test_benchmark_scores_both_methods_with_the_training_loss(tiny_checkpoint, t
     photo = save_image(load_tensor(CHICAGO, 32)[..., :32, :32], tmp_path / "square.png")
     argv = [f"model={tiny_checkpoint}", f"content={photo}", "sizes=[32]", "iterations=[2,4]", "repeats=1",
             f"output={tmp_path / 'side.png'}"]
-    rows = bench.run(compose(argv, config_name="benchmark/gatys", config_dir=TOOLS))
+    rows = bench.run(compose(["mode=gatys"] + argv, config_name="benchmark", config_dir=TOOLS))
     assert [(r["method"], r["iters"]) for r in rows] == [("network", "-"), ("gatys", 2), ("gatys", 4)]
     assert (tmp_path / "side.png").is_file()
     assert "speedup" in capsys.readouterr().out
@@ -135,4 +135,7 @@ def test_benchmark_bad_model_is_exit_2(tmp_path, capsys):
     benchmark = load_script("benchmark")
     assert benchmark.main(["mode=gatys", f"model={tmp_path / 'missing.ckpt'}"]) == 2
     assert "error: model file not found" in capsys.readouterr().err
-    assert benchmark.main(["mode=paint"]) == 2 and "usage: python scripts/benchmark.py mode=" in capsys.readouterr().err
+    assert benchmark.main(["mode=paint"]) != 0  # the config group `mode` has no `paint`: the error names it and the modes
+    err = capsys.readouterr().err
+    assert "paint" in err and "gatys" in err and "Traceback" not in err
+    assert benchmark.main([]) == 2 and "error: pick a benchmark: python scripts/benchmark.py mode=" in capsys.readouterr().err

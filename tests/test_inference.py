@@ -13,7 +13,8 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from stylenet.inference import Stylizer, luma
-from stylenet.modelfile import FORMAT, ModelLoadError, read_model_file, resolve_model
+from stylenet.modelfile import FORMAT, ModelLoadError, read_model_file
+from stylenet.presets import resolve_model
 from stylenet.tiling import FrozenNormStats, receptive_radius, tile_starts, tiled_forward
 from stylenet.transformer import TransformerNet
 
@@ -54,7 +55,7 @@ def test_preset_name_resolves_to_its_export(tmp_path, export_path):
     folder.mkdir(parents=True)
     (folder / "wave.safetensors").write_bytes(export_path.read_bytes())
     assert resolve_model("wave", roots=[tmp_path]) == folder / "wave.safetensors"
-    with pytest.raises(ModelLoadError, match=r"no model file or exported preset named 'scream' \(exports found: wave\).*export\.py"):
+    with pytest.raises(ModelLoadError, match=r"no model file or preset named 'scream' \(shipped presets: .*; your exports: wave\)"):
         resolve_model("scream", roots=[tmp_path])
 
 

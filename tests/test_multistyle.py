@@ -225,11 +225,16 @@ def test_webcam_command_lists_every_style_of_a_multi_style_file(multi_file, expo
 
 
 def test_style_lists_become_styles():
-    lists = train_command.style_lists
-    assert lists(["style=[hokusai,the_scream]", "trainer.max_steps=3"]) == ["style=hokusai", "styles=[hokusai,the_scream]", "trainer.max_steps=3"]
-    assert lists(["style=[hokusai]"]) == ["style=hokusai"]  # one style: the single-style run, as always
+    from stylenet.commands.app import hydra_overrides
     from stylenet.styles import preset_names
 
+    def lists(argv):
+        return [a for a in hydra_overrides(argv, groups={"style": preset_names()}) if not a.startswith("+style@")]
+
+    assert lists(["style=[hokusai,the_scream]", "trainer.max_steps=3"]) == ["style=hokusai", "styles=[hokusai,the_scream]", "trainer.max_steps=3"]
+    assert lists(["style=[hokusai]"]) == ["style=hokusai"]  # one style: the single-style run, as always
+    assert hydra_overrides(["style=[hokusai,the_scream]"], groups={"style": ["hokusai"]})[2:] == [
+        "+style@style_presets.hokusai=hokusai", "+style@style_presets.the_scream=the_scream"]  # Hydra composes each
     every = lists(["style=all"])
     assert every == [f"style={preset_names()[0]}", f"styles=[{','.join(preset_names())}]"] and "custom" not in every[1]
     assert lists(["style=hokusai", "style.size=64"]) == ["style=hokusai", "style.size=64"]
@@ -377,9 +382,15 @@ def test_a_style_already_in_the_file_is_an_error(two_styles, photos, tmp_path, c
 
 def test_multi_style_runs_are_named_after_their_styles(two_styles):
     """The run folder and checkpoint_dir of a multi-style run (Hydra callback name_run)."""
+    from stylenet.commands.app import hydra_overrides
+    from stylenet.styles import preset_names
     from stylenet.train import run_styles
 
-    cfg = compose(["style=hokusai", "styles=[hokusai,the_scream]", "hydra.run.dir=x"])
+    def several(argv):  # what train.py hands Hydra: each listed preset composed under style_presets
+        return compose(hydra_overrides(argv, groups={"style": preset_names()}))
+
+    cfg = several(["style=[hokusai,the_scream]", "hydra.run.dir=x"])
+    assert cfg.style_presets.the_scream.name == "the_scream" and cfg.styles == ["hokusai", "the_scream"]
     assert run_styles(cfg).run_name == "hokusai-the_scream"
     train_command.name_run().on_run_start(cfg)
     assert cfg.checkpoint_dir == "checkpoints/hokusai-the_scream"
@@ -390,7 +401,7 @@ def test_multi_style_runs_are_named_after_their_styles(two_styles):
     single = compose(["style=hokusai"])
     train_command.name_run().on_run_start(single)
     assert single.checkpoint_dir == "checkpoints/hokusai"
-    chosen = compose(["style=hokusai", "styles=[hokusai,the_scream]", "run_name=mine"])
+    chosen = several(["style=hokusai", "styles=[hokusai,the_scream]", "run_name=mine"])
     train_command.name_run().on_run_start(chosen)
     assert chosen.checkpoint_dir == "checkpoints/mine"
 

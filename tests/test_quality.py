@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bench import quality
+from stylenet.bench import quality
 from stylenet.module import lr_schedule
 
 from .conftest import CHICAGO, HOKUSAI, ROOT, SUBPROCESS_ENV, TOOLS, compose, make_images, tiny_overrides
@@ -40,8 +40,8 @@ def test_median_counts_unmatched_as_above_the_cap():
 @pytest.mark.parametrize("which", ["export", "ckpt"])
 def test_quality_benchmark_prints_rows_and_median(which, export_path, tiny_checkpoint, tmp_path, capsys, one_thread):
     model = export_path if which == "export" else tiny_checkpoint
-    cfg = compose([f"model={model}", f"content={CHICAGO}", "size=32", "max_iterations=4", f"style={HOKUSAI}",
-                   "style_size=64", f"output={tmp_path / 'side.png'}"], config_name="benchmark/quality", config_dir=TOOLS)
+    cfg = compose(["mode=quality"] + [f"model={model}", f"content={CHICAGO}", "size=32", "max_iterations=4", f"style={HOKUSAI}",
+                   "style_size=64", f"output={tmp_path / 'side.png'}"], config_name="benchmark", config_dir=TOOLS)
     rows = quality.run(cfg)
     out = capsys.readouterr().out
     assert len(rows) == 1 and rows[0]["image"] == "chicago.jpg"
@@ -63,8 +63,9 @@ def test_quality_command_exits_0_after_printing_the_median(export_path, capsys, 
 
 def test_quality_curve_over_a_folder_of_checkpoints(tiny_checkpoint, tmp_path, capsys, one_thread):
     folder = tiny_checkpoint.parent  # step_000002.ckpt and last.ckpt (3 steps) of the tiny run
-    cfg = compose([f"model={folder}", f"content={CHICAGO}", "size=32", "max_iterations=3", f"plot={tmp_path / 'curve.png'}"],
-                  config_name="benchmark/quality", config_dir=TOOLS)
+    cfg = compose(["mode=quality",
+                   f"model={folder}", f"content={CHICAGO}", "size=32", "max_iterations=3", f"plot={tmp_path / 'curve.png'}"],
+                  config_name="benchmark", config_dir=TOOLS)
     curve = quality.run(cfg)
     out = capsys.readouterr().out
     assert [r["steps"] for r in curve] == [2, 3]
@@ -80,8 +81,8 @@ def test_quality_curves_of_two_runs_on_one_chart(tiny_checkpoint, tmp_path, caps
     for run, name in (("recipe-a", "step_000002.ckpt"), ("recipe-b", "step_000002.ckpt"), ("recipe-b", "last.ckpt")):
         (tmp_path / run).mkdir(exist_ok=True)
         shutil.copy(tiny_checkpoint.parent / name, tmp_path / run / name)
-    cfg = compose([f"model=[{tmp_path / 'recipe-b'},{tmp_path / 'recipe-a'}]", f"content={CHICAGO}", "size=32",
-                   "max_iterations=3", f"plot={tmp_path / 'curves.png'}"], config_name="benchmark/quality", config_dir=TOOLS)
+    cfg = compose(["mode=quality"] + [f"model=[{tmp_path / 'recipe-b'},{tmp_path / 'recipe-a'}]", f"content={CHICAGO}", "size=32",
+                   "max_iterations=3", f"plot={tmp_path / 'curves.png'}"], config_name="benchmark", config_dir=TOOLS)
     curve = quality.run(cfg)
     assert [(r["run"], r["steps"]) for r in curve] == [("recipe-b", 2), ("recipe-b", 3), ("recipe-a", 2)]  # as listed
     table = capsys.readouterr().out.split("median matched\n")[-1]
@@ -203,7 +204,7 @@ def test_gatys_init_noise_starts_from_seeded_white_noise(export_path, capsys, mo
     monkeypatch.setattr(quality, "gatys_match", fake_match)
     base = [f"model={export_path}", f"content={CHICAGO}", "size=32", "max_iterations=2", f"style={HOKUSAI}", "style_size=64"]
     for init in ("photo", "noise", "noise"):
-        quality.run(compose(base + [f"gatys_init={init}"], config_name="benchmark/quality", config_dir=TOOLS))
+        quality.run(compose(["mode=quality"] + base + [f"gatys_init={init}"], config_name="benchmark", config_dir=TOOLS))
     header = [line for line in capsys.readouterr().out.splitlines() if line.startswith("model ")]
     assert "L-BFGS from the photo" in header[0] and "L-BFGS from white noise" in header[1]
     photo, noise, again = starts
@@ -215,7 +216,7 @@ def test_gatys_init_noise_starts_from_seeded_white_noise(export_path, capsys, mo
 def test_gatys_init_must_be_photo_or_noise(export_path, one_thread):
     from stylenet.errors import UserError
 
-    cfg = compose([f"model={export_path}", f"content={CHICAGO}", "size=32", "max_iterations=2", f"style={HOKUSAI}",
-                   "style_size=64", "gatys_init=zeros"], config_name="benchmark/quality", config_dir=TOOLS)
+    cfg = compose(["mode=quality"] + [f"model={export_path}", f"content={CHICAGO}", "size=32", "max_iterations=2", f"style={HOKUSAI}",
+                   "style_size=64", "gatys_init=zeros"], config_name="benchmark", config_dir=TOOLS)
     with pytest.raises(UserError, match="gatys_init=photo or gatys_init=noise"):
         quality.run(cfg)

@@ -310,7 +310,8 @@ def test_preresize_hub_dataset(tmp_path):
     datasets = pytest.importorskip("datasets")
     from PIL import Image
 
-    from stylenet.data import HubImages, preresize_hub
+    from stylenet.data import HubImages
+    from stylenet.preresize import preresize_hub
 
     def jpeg(w, h):
         buf = io.BytesIO()

@@ -42,7 +42,20 @@ def test_paper_defaults():
     assert list(cfg.loss.style_layers) == ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
     assert cfg.data.batch_size == 4 and cfg.data.image_size == 256 and cfg.trainer.max_epochs == 2
     assert cfg.model.num_residual == 5 and cfg.logger._target_ == "stylenet.loggers.wandb_logger"
-    assert cfg.loss.style_scale == cfg.style.weight  # the preset's weight reaches the loss
+
+
+def test_a_presets_weight_reaches_the_loss(tmp_path):
+    """`style.weight` scales loss.style_weight through one function (`losses.style_scale`),
+    recorded in the checkpoint's loss as `style_scale`, as always."""
+    from stylenet.train import build
+
+    from .conftest import make_images, tiny_overrides
+
+    cfg = compose([*tiny_overrides(tmp_path, make_images(tmp_path / "photos")), "style=the_scream", f"style.image={HOKUSAI}"])
+    assert cfg.style.weight == 0.6 and "style_scale" not in cfg.loss  # not a second route through the YAML
+    _, module, _ = build(cfg, tmp_path / "run")
+    assert module.hparams.loss["style_scale"] == 0.6
+    assert module.loss_weights["style_weight"] == pytest.approx(0.6 * float(cfg.loss.style_weight))
 
 
 def test_layer_override_wins():

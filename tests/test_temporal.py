@@ -133,7 +133,7 @@ def test_module_adds_the_weighted_stability_term():
 
 
 def test_generated_clips_move_as_declared():
-    from bench.clips import make_clip
+    from stylenet.bench.clips import make_clip
 
     photo = texture(240, 320, seed=5)
     frames = make_clip(photo, "pan", frames=3, size=(96, 64), moving_object=False)
@@ -148,13 +148,14 @@ def test_generated_clips_move_as_declared():
 
 
 def test_video_benchmark_table_and_ratio_line(export_path, tmp_path, capsys):
-    from bench import video
+    from stylenet.bench import video
 
     from .conftest import CHICAGO, HOKUSAI, TOOLS, compose
 
-    cfg = compose([f"model={export_path}", f"stable={export_path}", f"photos={CHICAGO.parent}", "max_clips=1", "motions=[pan]",
+    cfg = compose(["mode=video",
+                   f"model={export_path}", f"stable={export_path}", f"photos={CHICAGO.parent}", "max_clips=1", "motions=[pan]",
                    "frames=4", "size=[48,32]", "objective_size=32", f"style={HOKUSAI}", "style_size=48",
-                   f"gif={tmp_path / 'side.gif'}", f"save_clips={tmp_path / 'clips'}"], config_name="benchmark/video", config_dir=TOOLS)
+                   f"gif={tmp_path / 'side.gif'}", f"save_clips={tmp_path / 'clips'}"], config_name="benchmark", config_dir=TOOLS)
     summary = video.run(cfg)
     lines = capsys.readouterr().out.strip().splitlines()
     methods = [r["method"] for r in summary]

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from stylenet.transformer import ConditionalInstanceNorm2d, TransformerNet, append_styles, fine_detail
+from stylenet.transformer import ConditionalInstanceNorm2d, ResidualBlock, TransformerNet, append_styles, fine_detail
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,10 @@ def test_johnson_architecture():
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
     assert [c.out_channels for c in convs[:3]] == [32, 64, 128]
     assert len(net.residuals) == 5
-    assert all(isinstance(m, nn.Sequential) or True for m in net.residuals)
+    for block in net.residuals:  # each: two 3x3 convs over 128 channels, with an identity skip
+        assert isinstance(block, ResidualBlock)
+        assert [(c.in_channels, c.out_channels, c.kernel_size) for c in block.modules() if isinstance(c, nn.Conv2d)] == \
+            [(128, 128, (3, 3))] * 2
     assert not any(isinstance(m, nn.ConvTranspose2d) for m in net.modules())  # resize-convolution only
     assert any(isinstance(m, nn.ReflectionPad2d) for m in net.modules())
     assert not any(isinstance(m, nn.BatchNorm2d) for m in net.modules())

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from stylenet.temporal import Stabilizer
-from stylenet.video import CameraError, LatestFrame, LiveState, VideoError, compose_view, handle_key, run_live, stylize_video
-from stylenet.videofile import FrameWriter
+from stylenet.capture import CameraError, LatestFrame
+from stylenet.video import run_live
+from stylenet.videofile import FrameWriter, VideoError, stylize_video
+from stylenet.window import LiveState, compose_view, handle_key
 
 from .conftest import ROOT, SUBPROCESS_ENV, load_script
 
@@ -287,7 +289,7 @@ def test_webcam_cli_errors(capsys, export_path):
     assert webcam.main([f"model={export_path}", "output=x.mp4"]) == 2
     assert "output= is written only with headless=true" in capsys.readouterr().err
     assert webcam.main(["model=nonexistent_style", "headless=true"]) == 2
-    assert "no model file or exported preset named 'nonexistent_style'" in capsys.readouterr().err
+    assert "error: no model file or preset named 'nonexistent_style'" in capsys.readouterr().err
     assert webcam.main([f"model={export_path}", "headless=true", "backend=onnxruntime", "precision=bf16"]) == 2
     assert capsys.readouterr().err.strip() == ("error: backend=onnxruntime runs fp32, not bf16: use precision=fp32, "
                                                "or backend=torch")
@@ -299,7 +301,7 @@ def test_webcam_runs_the_network_in_onnx_runtime(capsys, export_path, tmp_path, 
     assert webcam.main([f"model={export_path}", f"source={clip}", "headless=true", f"output={tmp_path / 'live.mp4'}",
                         "realtime=false", "backend=onnxruntime", "precision=fp32"]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0] == "network: ONNX Runtime, fp32, cpu" and "frames: 8" in out
+    assert out.splitlines()[:2] == [f"model: {export_path}", "network: ONNX Runtime, fp32, cpu"] and "frames: 8" in out
     assert probe(tmp_path / "live.mp4") == (8, FPS, W, H)
 
 
@@ -365,7 +367,8 @@ def test_webcam_cli_headless_on_a_video_source(export_path, tmp_path):
     assert run.returncode == 0, run.stderr
     assert probe(out) == (6, FPS, W, H)
     lines = run.stdout.strip().splitlines()
-    assert lines[0].startswith("network: ") and lines[1] == "styles: 1=hokusai, 2=hokusai" and "frames: 6" in run.stdout
+    assert lines[:2] == [f"model: {export_path}"] * 2 and lines[2].startswith("network: ")
+    assert lines[3] == "styles: 1=hokusai, 2=hokusai" and "frames: 6" in run.stdout
     fps = re.fullmatch(r"fps: (\d+\.\d+)", lines[-1])
     assert fps and float(fps.group(1)) > 0
 
@@ -418,7 +421,7 @@ def test_window_keys_act_on_the_next_frame(monkeypatch, clip, tmp_path):
     tests/test_window.py does the same through a real window under Xvfb."""
     keys = {2: "n", 4: "o", 6: "c", 8: "s", 10: "q"}  # pressed while the Nth frame is on screen
     shown = []
-    monkeypatch.setattr("stylenet.video.display_problem", lambda: None)
+    monkeypatch.setattr("stylenet.window.display_problem", lambda: None)
     monkeypatch.setattr(cv2, "namedWindow", lambda *args: None)
     monkeypatch.setattr(cv2, "imshow", lambda name, view: shown.append(view.copy()))
     monkeypatch.setattr(cv2, "waitKey", lambda ms: ord(keys[len(shown)]) if len(shown) in keys else -1)

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from stylenet.opencv import explain
-from stylenet.video import display_problem, draw_overlay
+from stylenet.window import display_problem, draw_overlay
 
 from .conftest import CHICAGO, ROOT, SUBPROCESS_ENV, load_script
 from .test_video import make_video
@@ -82,7 +82,7 @@ def test_opencv_without_gui_names_the_fix(export_path, tmp_path, monkeypatch, ca
         raise cv2.error("OpenCV(4.10.0) window.cpp:1301: error: (-2:Unspecified error) The function is not implemented. "
                         "Rebuild the library with Windows, GTK+ 2.x or Cocoa support.")
 
-    monkeypatch.setattr("stylenet.video.display_problem", lambda: None)
+    monkeypatch.setattr("stylenet.window.display_problem", lambda: None)
     monkeypatch.setattr(cv2, "namedWindow", no_gui)
     clip = make_video(tmp_path / "clip.mp4")
     assert load_script("webcam").main([f"model={export_path}", f"source={clip}", "device=cpu"]) == 2

@@ -1,28 +1,39 @@
-"""`stylenet-benchmark mode=...`: runs the repository's `scripts/benchmark.py`.
+"""`stylenet-benchmark mode=train|data|infer|gatys|quality|video [key=value ...]` (also
+`python scripts/benchmark.py ...`): the benchmarks of `stylenet.bench`, each printing a table.
 
-The benchmarks are tools of a source checkout (scripts/bench/), not library code, so this
-entry point only exists to be found on PATH next to the other commands.
+`mode` is a Hydra config group (stylenet/configs/tools/mode/<mode>.yaml under the primary
+tools/benchmark.yaml): Hydra picks the benchmark's options, and `cfg.mode` its module.
 """
 
 from __future__ import annotations
 
-import runpy
-from pathlib import Path
+import importlib
 import sys
 
-from .app import CONFIG_DIR, fail
-
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+from . import app
 
 
-def main() -> None:
-    script = SCRIPTS / "benchmark.py"
-    if not script.is_file():
-        fail(f"the benchmarks ship with the source checkout (scripts/benchmark.py), not found at {script}")
-    sys.path.insert(0, str(SCRIPTS))  # what `python scripts/benchmark.py` does: its folder holds bench/
-    sys.argv[0] = str(script)
-    runpy.run_path(str(script), run_name="__main__")
+def benchmark(cfg) -> int:
+    from hydra.core.global_hydra import GlobalHydra
+
+    from ..bench import environment
+
+    if not cfg.get("mode"):
+        modes = GlobalHydra.instance().config_loader().get_group_options("mode")
+        app.fail(f"pick a benchmark: python scripts/benchmark.py mode={'|'.join(modes)} [key=value ...] (mode=X --help: its options)")
+    bench = importlib.import_module(f"stylenet.bench.{cfg.mode}")
+    if cfg.get("threads"):
+        import torch
+
+        torch.set_num_threads(int(cfg["threads"]))
+    print(environment(), flush=True)  # every table says which machine it came from
+    bench.run(cfg)  # returns its rows for callers in Python; the command's exit code is 0
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return app.run("benchmark", benchmark, argv, config_dir=app.TOOLS_DIR, errors=(FileNotFoundError,))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -16,15 +16,25 @@ def gallery(cfg) -> None:
     from .. import gallery
     from ..imageio import load_image
     from ..inference import Stylizer
-    from ..styles import style_image_path
+    from ..outputs import output_file, readable
+    from ..styles import preset_names, style_image_path
 
+    def painting(spec):
+        """A painting file, or a preset's image: the preset and its mirrors composed as training composes them."""
+        if str(spec) not in preset_names():
+            return style_image_path(spec)
+        preset = app.compose([f"style={spec}"])
+        return style_image_path(spec, preset.style, preset.style_mirrors)
+
+    # the sheet never replaces one of its own photos; checked before any model loads
+    output = output_file(cfg.output, sources=[readable(p, "content") for p in app.as_list(cfg.content)])
     stylizers = [Stylizer.load(m, device=cfg.device) for m in cfg.models]
     # one column per style: a multi-style file gives one for each of its styles
     columns = [(s, name if len(s.styles) > 1 else None, name) for s in stylizers for name in s.styles]
     styles = list(cfg.styles) if cfg.styles else [label for _, _, label in columns]
     if len(styles) != len(columns):
         raise ValueError(f"styles= names {len(styles)} paintings for {len(columns)} styles of the models")
-    paintings = [load_image(style_image_path(s)) for s in styles]
+    paintings = [load_image(painting(s)) for s in styles]
     for blend in cfg.get("blends") or []:
         blend = OmegaConf.to_container(blend, resolve=True) if OmegaConf.is_config(blend) else blend
         if not isinstance(blend, dict) or not blend:
@@ -40,7 +50,7 @@ def gallery(cfg) -> None:
     photos = gallery.load_photos(cfg.content)
     cells = gallery.stylize_cells([c[0] for c in columns], photos, int(cfg.cell), styles=[c[1] for c in columns])
     sheet = gallery.compose(paintings, photos, cells, labels=[c[2] for c in columns], cell=int(cfg.cell))
-    out = gallery.save_jpeg(sheet, cfg.output, max_bytes=int(cfg.max_kb) * 1024 or None)
+    out = gallery.save_jpeg(sheet, output, max_bytes=int(cfg.max_kb) * 1024 or None)
     print(f"gallery: {out} ({out.stat().st_size // 1024} KB, {len(photos)} photos × {len(columns)} styles)")
 
 

@@ -1,14 +1,15 @@
 """`python train.py style=hokusai ...` / `stylenet-train`: configs/train.yaml → a Lightning run (README).
 
-Several styles: `style=[a,b,...]` and `style=all` become `style=a styles=[a,b,...]` here,
-before Hydra sees them (Hydra would merge a list of group options into one `style` node);
-`name_run` (a Hydra callback) names such a run after all its styles (docs/multistyle.md).
+Several styles: `style=[a,b,...]` and `style=all` become `style=a styles=[a,b,...]` with each
+preset composed by Hydra under `style_presets.<name>` (`app.hydra_overrides`: Hydra would
+merge a list of group options into one `style` node); `name_run` (a Hydra callback) names
+such a run after all its styles (docs/multistyle.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from . import app
@@ -24,36 +25,6 @@ def train(cfg) -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # the frozen loss network, on purpose
     run(cfg, Path(HydraConfig.get().runtime.output_dir))
-
-
-def style_lists(argv: Sequence[str]) -> list[str]:
-    """`style=[a,b,...]` → `style=a styles=[a,b,...]`; `style=all` → every preset in
-    configs/style/ (custom aside) the same way; a one-item list is that style alone."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    from ..styles import preset_names
-
-    out = []
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if sep and key == "style" and (value == "all" or value.startswith("[")):
-            if value == "all":
-                names = preset_names()
-            else:
-                try:
-                    names = [str(n) for n in OverridesParser.create().parse_override(arg).value()]
-                except (HydraException, TypeError):
-                    out.append(arg)  # Hydra's own message then says what is wrong
-                    continue
-            if not names:
-                app.fail("style=[] names no style: give one (style=hokusai) or several (style=[hokusai,the_scream])")
-            out.append(f"style={names[0]}")
-            if len(names) > 1:
-                out.append(f"styles=[{','.join(names)}]")
-            continue
-        out.append(arg)
-    return out
 
 
 def name_run():
@@ -83,10 +54,15 @@ def name_run():
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        argv = style_lists(sys.argv[1:] if argv is None else argv)
-    except SystemExit as exc:  # app.fail: the error line is printed
-        return int(exc.code or 0)
+    from ..errors import UserError
+    from ..styles import preset_names
+
+    try:  # `style=[a,b]`, `style=all`: every preset but custom
+        argv = app.hydra_overrides(sys.argv[1:] if argv is None else argv, groups={"style": preset_names()})
+    except UserError as exc:
+        with contextlib.suppress(SystemExit):
+            app.fail(exc)  # the one `error:` line, exit code 2
+        return 2
     return app.run("train", train, argv, errors=(FileNotFoundError,))
 
 

@@ -54,14 +54,16 @@ def test_odd_but_fine_output_paths(case, output, export_path, good_photo, tmp_pa
 def test_output_overwrites_its_own_input(export_path, good_photo, tmp_path):
     own = tmp_path / "photo.png"
     own.write_bytes(good_photo.read_bytes())
-    stylize("output=input", export_path, own, own)
+    stylize("output=input", export_path, own, own, expect="error", match=r"is the input itself.*overwrite=true")
+    assert own.read_bytes() == good_photo.read_bytes()  # refused: nothing written
+    stylize("output=input overwrite=true", export_path, own, own, "overwrite=true")
     assert own.read_bytes() != good_photo.read_bytes() and Image.open(own).size == (40, 32)
 
 
 @pytest.mark.parametrize("case, args, match", [
     ("input-missing", ["input=/nonexistent/photo.png"], r"input not found"),
     ("input-empty-folder", ["input={empty}"], r"no images"),
-    ("model-unknown-preset", ["model=no_such_style"], r"no model file or exported preset named 'no_such_style'"),
+    ("model-unknown-preset", ["model=no_such_style"], r"no model file or preset named 'no_such_style'"),
     ("strength-2", ["strength=2"], r"strength must be between 0 and 1"),
     ("strength-nan", ["strength=nan"], r"strength must be between 0 and 1"),
     ("strength-text", ["strength=abc"], r"strength='abc' is not a number"),

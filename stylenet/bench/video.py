@@ -84,7 +84,7 @@ def run(cfg) -> list[dict]:
 
 def load_clips(cfg) -> dict[str, list[np.ndarray]]:
     """A user's video (or folder of videos), else clips generated from the photos."""
-    from stylenet.video import VIDEO_EXTENSIONS, VideoError, is_video_path
+    from stylenet.videofile import VIDEO_EXTENSIONS, VideoError, is_video_path
 
     size = tuple(int(v) for v in cfg["size"])
     if not cfg["input"]:
@@ -106,7 +106,7 @@ def load_clips(cfg) -> dict[str, list[np.ndarray]]:
 
 
 def read_video(path: Path, max_frames: int) -> list[np.ndarray]:
-    from stylenet.video import open_capture
+    from stylenet.capture import open_capture
 
     cap, frames = open_capture(path), []
     try:
@@ -135,7 +135,7 @@ def median_objective(cfg, spec) -> float:
     """The network's style+content+TV objective (its recorded loss config), median over `photos` at
     `objective_size`²: what the stability term must not cost (the quality benchmark's scoring)."""
     from stylenet.imageio import find_images, load_tensor
-    from stylenet.modelfile import resolve_model
+    from stylenet.presets import resolve_model
     from stylenet.preimage import style_transfer
 
     from .gatys import scored_model, square
@@ -189,7 +189,7 @@ def save_gif(name: str, frames: list[np.ndarray], outputs: dict[str, list[np.nda
     from PIL import Image
 
     from stylenet.imageio import atomic_write
-    from stylenet.video import draw_overlay
+    from stylenet.window import draw_overlay
 
     columns = {"input": frames, **outputs}
     pictures = []
@@ -212,7 +212,7 @@ def save_sheet(name: str, frames: list[np.ndarray], outputs: dict[str, list[np.n
 
     from stylenet.imageio import atomic_write
     from stylenet.temporal import FlowCache, warp
-    from stylenet.video import draw_overlay
+    from stylenet.window import draw_overlay
 
     t = len(frames) // 2
     backward, mask = FlowCache(frames[t - 1: t + 1], preset).pairs[0]

@@ -1,4 +1,4 @@
-"""`python scripts/benchmark.py mode=train`: training throughput, `reference` vs `fast`.
+"""`stylenet-benchmark mode=train` (`python scripts/benchmark.py mode=train`): training throughput, `reference` vs `fast`.
 
 For each batch size both configurations are built side by side (configs/speed/*.yaml,
 Johnson network, VGG16 with random weights by default: weights change no timing), warmed
@@ -15,7 +15,7 @@ prepared by the same `setup_speed` that its `on_fit_start` calls. It is called d
 rather than through a `Trainer` so that every step can be timed alone (with
 `torch.utils.benchmark.Timer`, device-synchronised) without the trainer's per-step
 logging and progress bar. The loss network, model and speed configurations are the
-training's own YAML (configs/loss/perceptual.yaml, configs/model/, configs/speed/).
+training's own config groups (loss=perceptual, model=, speed=), composed by Hydra.
 
 Also printed: the FLOPs of one training step (counted with FlopCounterMode on an eager
 fp32 copy at batch 1; every term scales linearly with the batch), the achieved FLOP
@@ -32,7 +32,6 @@ import time
 import weakref
 
 import torch
-from omegaconf import OmegaConf
 from torch.utils.benchmark import Timer
 
 from stylenet.allocator import keep_freed_memory
@@ -41,27 +40,23 @@ from stylenet.device import pick_device, synchronize
 from stylenet.errors import UserError
 from stylenet.speed import resolve_speed
 
-from . import CONFIG_DIR, model_config
+from . import model_config, training_group
 
 MIB = 1024.0 * 1024.0
 
 
 # -- configuration: the training's own YAML ----------------------------------------------------
 def speed_config(name: str, overrides=None) -> dict:
-    """configs/speed/<name>.yaml with `overrides` (e.g. +fast={compile:false}) on top."""
-    path = CONFIG_DIR / "speed" / f"{name}.yaml"
-    if not path.is_file():
-        raise UserError(f"unknown speed configuration {name!r}; configs/speed has {sorted(p.stem for p in path.parent.glob('*.yaml'))}")
-    return OmegaConf.to_container(OmegaConf.merge(OmegaConf.load(path), overrides or {}))
+    """`speed=<name>` (stylenet/configs/speed/) with `overrides` (e.g. +fast={compile:false}) on top."""
+    return training_group("speed", name, overrides)
 
 
 def loss_config(network: str, weights) -> dict:
-    """configs/loss/perceptual.yaml for `network`, resolved as training resolves it."""
-    cfg = OmegaConf.create({"loss": OmegaConf.load(CONFIG_DIR / "loss" / "perceptual.yaml")})
-    if network not in cfg.loss.layers:
-        raise UserError(f"unknown network {network!r}; configs/loss/perceptual.yaml has {sorted(cfg.loss.layers)}")
-    cfg.loss.network, cfg.loss.weights = network, weights
-    return OmegaConf.to_container(cfg.loss, resolve=True)
+    """`loss=perceptual` for `network`, resolved as training resolves it."""
+    networks = sorted(training_group("loss", "perceptual")["layers"])
+    if network not in networks:
+        raise UserError(f"unknown network {network!r}; stylenet/configs/loss/perceptual.yaml has {networks}")
+    return training_group("loss", "perceptual", {"network": network, "weights": weights})
 
 
 def precision_plugin(device: torch.device, autocast: bool):

@@ -1,22 +1,34 @@
-"""Benchmarks behind `scripts/benchmark.py mode=...`: each module's `run(cfg)` prints its table.
+"""Benchmarks behind `stylenet-benchmark mode=...` (`python scripts/benchmark.py mode=...`): each
+module's `run(cfg)` prints its table.
 
-Tools of this repository, not library code: they import `stylenet` and time its real code
-paths (the training step of `StyleTransferModule`, the training loader, `Stylizer`).
+They ship with the package and time its real code paths (the training step of
+`StyleTransferModule`, the training loader, `Stylizer`). Their options are the config group
+`stylenet/configs/tools/mode/`; what they take from the training's own config tree (a
+network's model, speed or loss options, the data options, a style preset) is composed by
+Hydra from `stylenet/configs/` (`training_group`), never read from YAML by hand.
 """
 
-from stylenet.commands.app import CONFIG_DIR
+from __future__ import annotations
+
+
+def training_group(group: str, option: str, values=None) -> dict:
+    """`stylenet/configs/<group>/<option>.yaml` as `train.py <group>=<option>` composes it (Hydra),
+    with `values` merged on top, resolved: `training_group("model", "slim")`. An unknown
+    option is a UserError listing the group's options."""
+    from omegaconf import OmegaConf, open_dict
+
+    from stylenet.commands.app import compose
+
+    cfg = compose([f"{group}={option}"])
+    if values:
+        with open_dict(cfg):
+            cfg[group] = OmegaConf.merge(cfg[group], values)
+    return OmegaConf.to_container(cfg[group], resolve=True)  # its interpolations (loss.layers.<network>) resolved in place
 
 
 def model_config(name: str) -> dict:
-    """configs/model/<name>.yaml: the transformation network's arguments, as training reads them."""
-    from omegaconf import OmegaConf
-
-    path = CONFIG_DIR / "model" / f"{name}.yaml"
-    if not path.is_file():
-        from stylenet.errors import UserError
-
-        raise UserError(f"unknown model {name!r}; configs/model has {sorted(p.stem for p in path.parent.glob('*.yaml'))}")
-    return OmegaConf.to_container(OmegaConf.load(path))
+    """The transformation network's arguments of `model=<name>`, as training reads them."""
+    return training_group("model", name)
 
 
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")

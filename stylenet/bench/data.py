@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 
 from stylenet.commands.app import as_list
 
-from . import CONFIG_DIR
+from . import training_group
 
 
 def _upscaled_copy(src: Path, long_side: int, dest: Path) -> Path:
@@ -77,13 +77,12 @@ def time_loader(cfg, images: int) -> tuple[float, float]:
 
 
 def data_config(args, path: str):
-    """The training data config (configs/data/folder.yaml or coco.yaml) with the benchmark's values."""
-    base = OmegaConf.load(CONFIG_DIR / "data" / ("folder.yaml" if args["source"] == "folder" else "coco.yaml"))
+    """The training data config (`data=folder` or `data=coco`, composed by Hydra) with the benchmark's values."""
     values = {"source": args["source"], "path": path, "image_size": int(args["size"]), "batch_size": int(args["batch_size"]),
               "prefetch_factor": int(args["prefetch_factor"]), "max_images": args["max_images"], "streaming": False}
     if args["source"] != "folder":
         values.update(name=args["name"], split=args["split"], image_column=args["image_column"])
-    return OmegaConf.merge(base, values)
+    return OmegaConf.create(training_group("data", "folder" if args["source"] == "folder" else "coco", values))
 
 
 def run(args) -> None:

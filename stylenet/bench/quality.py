@@ -89,7 +89,8 @@ def model_paths(spec) -> list:
     """A model file or preset name, a list of them, or a folder of checkpoints (step order)."""
     from pathlib import Path
 
-    from stylenet.modelfile import ModelLoadError, resolve_model
+    from stylenet.modelfile import ModelLoadError
+    from stylenet.presets import resolve_model
 
     specs = [spec] if isinstance(spec, (str, Path)) else list(spec)
     paths = []

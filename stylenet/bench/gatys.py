@@ -143,14 +143,15 @@ def scored_model(cfg, model_path, precision: str):
 
 
 def preset_weight(name: str) -> float:
-    """A preset's `style.weight` (configs/style/<name>.yaml): a multi-style file scales each
-    image's style term by its own preset's weight, so one style is scored with that weight."""
-    from omegaconf import OmegaConf
+    """A preset's style weight (`losses.style_scale` of `style=<name>`, composed by Hydra): a
+    multi-style file scales each image's style term by its own preset's weight, so one style
+    is scored with that weight; 1 for a name that is no preset."""
+    from stylenet.losses import style_scale
+    from stylenet.styles import preset_names
 
-    from stylenet.commands.app import CONFIG_DIR
+    from . import training_group
 
-    path = CONFIG_DIR / "style" / f"{name}.yaml"
-    return float(OmegaConf.load(path).get("weight", 1.0)) if path.is_file() else 1.0
+    return style_scale(training_group("style", name)) if name in preset_names() else 1.0
 
 
 class OneStyle:
@@ -173,7 +174,7 @@ class OneStyle:
 def run(cfg) -> list[dict]:
     """The benchmark; returns the table rows (also printed) and writes cfg['output']."""
     from stylenet.imageio import load_tensor, save_image
-    from stylenet.modelfile import resolve_model
+    from stylenet.presets import resolve_model
     from stylenet.optimize import OptimizeError, initial_image
     from stylenet.preimage import contact_sheet, resize, style_transfer
 
