@@ -221,7 +221,7 @@ def test_webcam_command_lists_every_style_of_a_multi_style_file(multi_file, expo
                    "realtime=false", "device=cpu"]) == 0
     assert "styles: 1=wave, 2=scream, 3=night, 4=hokusai" in capsys.readouterr().out and out.is_file()
     assert webcam([f"model={multi_file}", f"source={clip}", "headless=true", "blends=[0.5,1.5]", "device=cpu"]) == 2
-    assert "blends=[0.5, 1.5]: each is the share of the next style" in capsys.readouterr().err
+    assert "error: blends[1] must be greater than 0 and less than 1, got 1.5" in capsys.readouterr().err
 
 
 def test_style_lists_become_styles():

@@ -30,6 +30,10 @@ from stylenet.web import (HEADERS, RUNTIME_FILES, chromium_args, collect_models,
 
 from .conftest import CHICAGO, ROOT
 
+# loopback, never through a proxy: urllib's module-wide opener keeps the proxies of the
+# environment it first saw, and another test module sets a dead one to simulate no network
+urlopen = urllib.request.build_opener(urllib.request.ProxyHandler({})).open
+
 CHROMIUM = Path("/usr/bin/chromium")
 PAGE = ROOT / "web"
 SIZE = (160, 120)  # the fake camera's frames: small, so the network is quick in WASM
@@ -168,20 +172,20 @@ def test_still_clip_is_a_y4m_of_the_picture(tmp_path):
 
 
 def test_server_sends_isolation_headers_and_only_the_site(site, graph):
-    with urllib.request.urlopen(site) as response:
+    with urlopen(site) as response:
         assert response.status == 200 and b"app.js" in response.read()
         for key, value in HEADERS.items():
             assert response.headers[key] == value
-    with urllib.request.urlopen(site + "models.json") as response:
+    with urlopen(site + "models.json") as response:
         models = json.loads(response.read())["models"]
     assert models == [{"name": "tiny", "realtime": "models/tiny-realtime.onnx"}, {"name": "broken", "full": "models/broken.onnx"}]
-    with urllib.request.urlopen(site + "models/tiny-realtime.onnx") as response:
+    with urlopen(site + "models/tiny-realtime.onnx") as response:
         assert response.read() == graph.read_bytes()
-    with urllib.request.urlopen(site + "ort/ort-wasm-simd-threaded.wasm") as response:
+    with urlopen(site + "ort/ort-wasm-simd-threaded.wasm") as response:
         assert response.headers["Content-Type"] == "application/wasm" and response.read(4) == b"\0asm"
     for path in ("../pyproject.toml", "%2e%2e/pyproject.toml", "node_modules/onnxruntime-web/package.json", "package.json"):
         with pytest.raises(urllib.error.HTTPError) as info:
-            urllib.request.urlopen(site + path)
+            urlopen(site + path)
         assert info.value.code == 404 and info.value.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
 
 
