@@ -76,7 +76,8 @@ def user_model(name: str, roots: Sequence[Path]) -> Path | None:
 def resolve_model(spec: str | os.PathLike, roots: Sequence[Path] | None = None, *, variant: str | None = None,
                   device=None, presets: Path | None = None) -> Path:
     """A model path, an `hf://` spec (downloaded into the Hub cache), or a preset name: the
-    user's network under checkpoints/ first, else the shipped file of `variant` (unset: full)."""
+    user's network under checkpoints/ first, else the shipped file of `variant` (unset: the
+    full network where the package has it, else the one it has)."""
     from .hub import download, is_hub_spec
 
     text = os.fspath(spec)
@@ -94,7 +95,9 @@ def resolve_model(spec: str | os.PathLike, roots: Sequence[Path] | None = None, 
         return own
     shipped = shipped_presets(presets)
     if name in shipped:
-        choice = wanted or "full"
+        if wanted is None:  # unset: the full network, else whichever the package has
+            return shipped[name].get("full") or next(iter(shipped[name].values()))
+        choice = wanted
         if choice in shipped[name]:
             return shipped[name][choice]
         have = ", ".join(sorted(shipped[name]))

@@ -55,6 +55,10 @@ def test_a_name_finds_the_shipped_network_of_each_variant(shipped, tmp_path):
     assert resolve_model("wave", roots=roots, variant="realtime") == shipped / "wave-realtime.safetensors"
     # auto: the real-time network on a CPU (the webcam's default)
     assert resolve_model("wave", roots=roots, variant="auto", device="cpu") == shipped / "wave-realtime.safetensors"
+    (shipped / "wave.safetensors").unlink()  # a preset shipped with its real-time network only: unset takes that
+    assert resolve_model("wave", roots=roots) == shipped / "wave-realtime.safetensors"
+    with pytest.raises(ModelLoadError, match=r"'wave' has no full network \(it has: realtime\); use variant=realtime"):
+        resolve_model("wave", roots=roots, variant="full")
     with pytest.raises(ModelLoadError, match=r"'dots' has no realtime network \(it has: full\); use variant=full"):
         resolve_model("dots", roots=roots, variant="realtime")
     with pytest.raises(ModelLoadError, match="variant=fast is not one of auto, full, realtime"):
@@ -114,6 +118,7 @@ def test_every_shipped_preset_loads_in_fp32_and_paints(name, variant, shared):
 def test_the_package_ships_the_presets_it_documents():
     """The five public-domain paintings, full and realtime, fp16, about 25 MB in all at most."""
     found = shipped_presets()
+    assert "realtime" in found["hokusai"]  # the first trained (docs/presets.md lists what ships)
     files = [p for variants in found.values() for p in variants.values()]
     assert sum(p.stat().st_size for p in files) < 26e6
     for name, variants in found.items():

@@ -111,3 +111,16 @@ def test_verified_local_mirror_fills_the_cache(shared, tmp_path):
     dest.unlink(missing_ok=True)
     path = resolve_style_image(style, mirrors=[decoy, SHARED / "data" / "styles"])
     assert path == dest and sha256_of(path) == style.sha256
+
+
+def test_a_tools_style_option_takes_a_preset_name_or_a_file(shared, tmp_path):
+    """`style=hokusai` in the benchmarks and the gallery: the preset composed as training composes
+    it, its image found in the mirrors (the shared folder) by its sha256; a file is taken as it is."""
+    from stylenet.commands.app import style_image
+    from stylenet.styles import StyleError, sha256_of
+
+    path = style_image("hokusai")
+    assert sha256_of(path) == sha256_of(shared / "data" / "styles" / "hokusai.jpg")
+    assert style_image(shared / "data" / "styles" / "candy.jpg") == shared / "data" / "styles" / "candy.jpg"
+    with pytest.raises(StyleError, match="neither an image file nor a preset"):
+        style_image(tmp_path / "nope.jpg")

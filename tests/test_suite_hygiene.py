@@ -9,7 +9,6 @@ AssertionError) swallows the failure without raising again.
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 from .conftest import ROOT
 

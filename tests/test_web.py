@@ -14,7 +14,6 @@ import os
 import shutil
 import socket
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path

@@ -67,12 +67,13 @@ def _style_targets(cfg, model_path: Path, metadata: dict, lossnet, layers, index
                 grams = {k: g[index:index + 1] for k, g in grams.items()}
             return grams, "checkpoint Gram targets"
     from stylenet.imageio import load_tensor
-    from stylenet.styles import StyleError, style_image_path
+    from stylenet.commands.app import style_image
+    from stylenet.styles import StyleError
 
     spec = cfg["style"] or metadata.get("style_name")
     if not spec:
         raise StyleError(f"{model_path} names no style; pass style=PRESET|IMAGE")
-    path = style_image_path(spec)
+    path = style_image(spec)
     return lossnet.style_grams(load_tensor(path, int(cfg["style_size"])), layers), f"style image {path}"
 
 

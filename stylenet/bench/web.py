@@ -119,7 +119,7 @@ def browser_fps(url: str, clip: Path, chromium: str, seconds: float, warmup: int
                 if state["state"] in ("error", "no-camera") or state["error"] or time.monotonic() > deadline:
                     raise UserError(f"the page did not paint {warmup} frames in {timeout:g} s: {state['error'] or state['state']}")
                 time.sleep(0.2)
-            t0, f0, ms, samples = time.monotonic(), state["frames"], [], 0
+            t0, f0, ms = time.monotonic(), state["frames"], []
             while time.monotonic() - t0 < seconds or page.evaluate(read)["frames"] - f0 < 3:
                 time.sleep(0.25)
                 ms.append(page.evaluate("stylenet.networkMs"))

@@ -169,6 +169,17 @@ def compose(overrides: Sequence[str] = (), config_name: str = "train", config_di
         GlobalHydra.instance().hydra = outer
 
 
+def style_image(spec) -> Path:
+    """A painting file, or a style preset's image: the preset and its mirrors composed as
+    training composes them (`train.py style=<spec>`), for the tools that take `style=`."""
+    from ..styles import preset_names, style_image_path
+
+    if str(spec) not in preset_names():
+        return style_image_path(spec)
+    preset = compose([f"style={spec}"])
+    return style_image_path(spec, preset.style, preset.style_mirrors)
+
+
 def run(config_name: str, task: Callable, argv: Sequence[str] | None = None, *, config_dir: Path = CONFIG_DIR,
         errors: tuple[type[BaseException], ...] = (), lists: Sequence[str] = ()) -> int:
     """Compose `<config_dir>/<config_name>.yaml` with the overrides in `argv` (default:

@@ -17,14 +17,6 @@ def gallery(cfg) -> None:
     from ..imageio import load_image
     from ..inference import Stylizer
     from ..outputs import output_file, readable
-    from ..styles import preset_names, style_image_path
-
-    def painting(spec):
-        """A painting file, or a preset's image: the preset and its mirrors composed as training composes them."""
-        if str(spec) not in preset_names():
-            return style_image_path(spec)
-        preset = app.compose([f"style={spec}"])
-        return style_image_path(spec, preset.style, preset.style_mirrors)
 
     # the sheet never replaces one of its own photos; checked before any model loads
     output = output_file(cfg.output, sources=[readable(p, "content") for p in app.as_list(cfg.content)])
@@ -34,7 +26,7 @@ def gallery(cfg) -> None:
     styles = list(cfg.styles) if cfg.styles else [label for _, _, label in columns]
     if len(styles) != len(columns):
         raise ValueError(f"styles= names {len(styles)} paintings for {len(columns)} styles of the models")
-    paintings = [load_image(painting(s)) for s in styles]
+    paintings = [load_image(app.style_image(s)) for s in styles]
     for blend in cfg.get("blends") or []:
         blend = OmegaConf.to_container(blend, resolve=True) if OmegaConf.is_config(blend) else blend
         if not isinstance(blend, dict) or not blend:

@@ -3,9 +3,7 @@ folders it cannot write, and a whole run on a folder of the image corpus."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
 
 import pytest
