@@ -126,7 +126,9 @@ def is_shipped(path: str | os.PathLike, presets: Path | None = None) -> bool:
 def describe(path: Path, presets: Path | None = None, spec: str | os.PathLike | None = None) -> str:
     """The log line's words for a resolved model file: which file, and whether it is shipped,
     the user's, or from the Hub (`spec`: what the user asked for)."""
-    if spec is not None and os.fspath(spec).startswith("hf://"):
+    from .hub import is_hub_spec
+
+    if spec is not None and is_hub_spec(os.fspath(spec)):
         return f"{os.fspath(spec)} ({path})"
     if not is_shipped(path, presets):
         return str(path)
