@@ -118,7 +118,7 @@ def test_every_shipped_preset_loads_in_fp32_and_paints(name, variant, shared):
 def test_the_package_ships_the_presets_it_documents():
     """The five public-domain paintings, full and realtime, fp16, about 25 MB in all at most."""
     found = shipped_presets()
-    assert "realtime" in found["hokusai"]  # the first trained (docs/presets.md lists what ships)
+    assert set(found["hokusai"]) == {"full", "realtime"}  # the first trained (docs/presets.md lists what ships)
     files = [p for variants in found.values() for p in variants.values()]
     assert sum(p.stat().st_size for p in files) < 26e6
     for name, variants in found.items():

@@ -284,6 +284,43 @@ def test_photo_is_painted_at_full_size_like_onnxruntime(browser, site, graph, ph
     page.context.close()
 
 
+@pytest.fixture(scope="module")
+def software_gpu_browser(photo, tmp_path_factory):
+    """Headless Chromium whose only WebGPU adapter is software (SwiftShader: `--enable-unsafe-webgpu`
+    without a GPU), as a browser on a machine with no usable GPU may offer it."""
+    need(CHROMIUM.is_file(), f"no {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    clip = still_clip(photo[1], tmp_path_factory.mktemp("clip") / "still.y4m")
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=chromium_args(clip) + ["--enable-unsafe-webgpu"])
+        yield launched
+        launched.close()
+
+
+@pytest.mark.slow
+def test_auto_passes_over_a_software_webgpu_adapter(software_gpu_browser, site):
+    page = open_page(software_gpu_browser, site + "?model=tiny")
+    state = wait_for(page, "stylenet.frames >= 2")
+    assert state["gpu"].startswith("software") and state["backend"] == "wasm" and state["error"] is None
+    assert "WebGPU here is software only" in page.locator("#status").inner_text()
+    page.context.close()
+
+
+@pytest.mark.slow
+def test_webgpu_backend_paints_like_onnxruntime(software_gpu_browser, site, graph):
+    """The page's WebGPU path (onnxruntime-web's webgpu build, GPU tensors) on the software adapter:
+    slow (seconds a frame), but the same pixels a real GPU's path must give."""
+    page = open_page(software_gpu_browser, site + "?backend=webgpu&model=tiny")
+    state = wait_for(page, "stylenet.frames >= 2 && stylenet.networkMs > 0", timeout=120)
+    assert state["backend"] == "webgpu" and state["error"] is None
+    assert "webgpu (software adapter)" in page.locator("#status").inner_text()
+    camera, painted = canvas_pixels(page, "camera"), canvas_pixels(page, "output")
+    assert camera.std() > 20 and mean_abs(painted, reference(graph, camera)) <= 2.0
+    assert mean_abs(painted, camera) > 10
+    page.context.close()
+
+
 @pytest.mark.slow
 def test_page_errors_are_shown_in_words(browser, site, tmp_path):
     # a file that is neither a picture nor a network, and one that only says it is a network
@@ -321,3 +358,64 @@ def test_page_errors_are_shown_in_words(browser, site, tmp_path):
     state = wait_for(page, "stylenet.state === 'error'")
     assert "no WebAssembly" in state["error"] and page.locator("#error").is_visible()
     page.context.close()
+
+
+# ---- mode=web: the benchmark ------------------------------------------------------------------
+
+def test_by_operator_means_kernel_times_after_warmup():
+    """Both runtimes' traces: kernels only (not the fences around them), mean ms per run, warm-up runs left out."""
+    from stylenet.bench.web import by_operator
+
+    def run(conv_us: int) -> list[dict]:
+        return [{"cat": "Node", "name": "conv_fence_before", "dur": 5, "args": {"op_name": "Conv"}},
+                {"cat": "Node", "name": "conv_kernel_time", "dur": conv_us, "args": {"op_name": "Conv"}},
+                {"cat": "Node", "name": "relu_kernel_time", "dur": 1000, "args": {"op_name": "Relu"}},
+                {"cat": "Session", "name": "model_run", "dur": 99999}]
+
+    events = run(90000) + run(90000) + run(4000) + run(6000)  # two slow warm-up runs
+    assert by_operator(events) == pytest.approx({"Conv": 5.0, "Relu": 1.0})
+    assert by_operator([]) == {}
+
+
+def test_native_profile_times_each_operator(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from stylenet.bench.web import native_profile, test_frame
+
+    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((8, 3, 3, 3)).astype(np.float32), "w")
+    scale = numpy_helper.from_array(np.ones(8, np.float32), "scale")
+    bias = numpy_helper.from_array(np.zeros(8, np.float32), "bias")
+    nodes = [helper.make_node("Conv", ["image", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("InstanceNormalization", ["c", "scale", "bias"], ["out"])]
+    model = helper.make_model(helper.make_graph(
+        nodes, "tiny", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, None, None])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 8, None, None])], [weight, scale, bias]),
+        opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, tmp_path / "tiny.onnx")
+    ms, ran_on = native_profile(tmp_path / "tiny.onnx", test_frame(64, 48), threads=1, runs=3, spinning=False)
+    assert {"Conv", "InstanceNormalization"} <= set(ms) and all(v > 0 for v in ms.values())
+    assert ran_on == "CPU"
+    assert not list(tmp_path.glob("*.json")) and not list(Path.cwd().glob("native*.json"))  # the trace is not left behind
+
+
+@pytest.mark.slow
+def test_benchmark_mode_web_prints_the_ratio_and_both_profiles(network, capsys):
+    """The real `mode=web` on a tiny network and frame: the page in Chromium beside native onnxruntime."""
+    need(CHROMIUM.is_file(), f"no {CHROMIUM} (apt-get install chromium)")
+    need(have_runtime(), "onnxruntime-web is not in web/node_modules (run npm ci in web/)")
+    from stylenet.commands import benchmark
+
+    code = benchmark.main(["mode=web", f"model={network}", "sizes=[96x64]", "seconds=1", "browser_threads=1",
+                           "profile=true", "profile_frames=4", f"page={PAGE}"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    row = next(line for line in out.splitlines() if line.strip().startswith("96x64"))
+    browser_fps, browser_ms, native_fps, native_ms, ratio = (float(v) for v in row.split()[1:])
+    assert browser_fps > 0 and native_fps > 0 and ratio == pytest.approx(browser_fps / native_fps, abs=0.01)
+    assert "per-operator profile at 96x64" in out
+    conv = next(line for line in out.splitlines() if line.strip().startswith("Conv "))
+    page_ms, native_conv_ms = float(conv.split()[1]), float(conv.split()[3])
+    assert page_ms > 0 and native_conv_ms > 0
+    assert "providers: page CPU; native CPU" in out  # onnxruntime-web's WASM build runs its CPU provider
+    assert out.rstrip().splitlines()[-1].startswith("browser/native FPS ratio at 96x64: ")

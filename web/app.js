@@ -11,7 +11,7 @@ import { isRealtime, readOnnx, stylesOf } from './onnxmeta.js';
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
 const state = window.stylenet = {
-  state: 'starting', error: null, frames: 0, fps: 0, networkMs: 0, backend: null, threads: 1, width: 0, height: 0,
+  state: 'starting', error: null, frames: 0, fps: 0, networkMs: 0, backend: null, gpu: null, threads: 1, width: 0, height: 0,
   photo: { state: 'none', width: 0, height: 0, ms: 0 }, models: [], profile: null,
 };
 let ort = null;
@@ -40,9 +40,21 @@ async function pickBackend() {
   if (asked === 'wasm') return 'wasm';
   let adapter = null;
   try { adapter = navigator.gpu ? await navigator.gpu.requestAdapter() : null; } catch { adapter = null; }
-  if (adapter) return 'webgpu';
+  // a software adapter (Chromium's SwiftShader, where no GPU is usable) paints a frame ~100x
+  // slower than WebAssembly (docs/web.md): auto passes it over, backend=webgpu still takes it
+  const software = Boolean(adapter && (adapter.info?.isFallbackAdapter || adapter.isFallbackAdapter));
+  state.gpu = adapter ? (software ? `software (${adapter.info?.architecture || 'fallback adapter'})` : 'hardware') : 'none';
+  if (adapter && (asked === 'webgpu' || !software)) return 'webgpu';
   if (asked === 'webgpu') showError('WebGPU was asked for (backend=webgpu) but this browser has no WebGPU adapter: running on WebAssembly instead.');
   return 'wasm';
+}
+
+/** The status line's backend: 'wasm, 2 threads', 'webgpu', and why where it is not the best one. */
+function backendLabel() {
+  const software = Boolean(state.gpu && state.gpu.startsWith('software'));
+  if (state.backend !== 'wasm') return `${state.backend}${software ? ' (software adapter)' : ''}`;
+  const threads = `wasm, ${state.threads} thread${state.threads > 1 ? 's' : ''}`;
+  return threads + (self.crossOriginIsolated ? '' : ' (not cross-origin isolated)') + (software ? '; WebGPU here is software only' : '');
 }
 
 async function loadRuntime() {
@@ -277,8 +289,7 @@ async function liveLoop(video) {
     times.push(now);
     while (times.length > 2 && now - times[0] > 2000) times.shift();
     state.fps = times.length > 1 ? (1000 * (times.length - 1)) / (now - times[0]) : 0;
-    const backend = state.backend === 'wasm' ? `wasm, ${state.threads} thread${state.threads > 1 ? 's' : ''}${self.crossOriginIsolated ? '' : ' (not cross-origin isolated)'}` : state.backend;
-    setStatus(`${state.fps.toFixed(1)} FPS · ${width}×${height} · ${backend} · network ${state.networkMs.toFixed(0)} ms${choice ? ` · ${choice.label}` : ''}`);
+    setStatus(`${state.fps.toFixed(1)} FPS · ${width}×${height} · ${backendLabel()} · network ${state.networkMs.toFixed(0)} ms${choice ? ` · ${choice.label}` : ''}`);
     if (profileAfter && state.frames === profileAfter && net) {
       net.session.endProfiling();
       state.profile = 'done';

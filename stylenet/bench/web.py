@@ -5,7 +5,8 @@ run (a busy machine slows both alike): in the page, on Chromium's fake camera pl
 clip (camera → canvas → tensor → onnxruntime-web WASM → blend → canvas; FPS = frames painted per
 second), and in Python's onnxruntime with the same number of threads doing the same per-frame
 work (uint8 frame → float tensor → network → blend → uint8). Ends with the ratio at 640x480.
-`profile=true` adds onnxruntime-web's own per-operator times (its profiler, read off the console).
+`profile=true` adds the per-operator times of both runtimes, side by side (each one's own
+profiler: onnxruntime-web's read off the console, native onnxruntime's trace file).
 """
 
 from __future__ import annotations
@@ -134,23 +135,64 @@ def browser_fps(url: str, clip: Path, chromium: str, seconds: float, warmup: int
             browser.close()
 
 
-def profile_table(events: list[dict], skip: int = 2) -> list[tuple[str, float]]:
-    """Mean ms per run by operator type (and the provider that ran it), from onnxruntime's profile events (the first `skip` runs are warm-up)."""
+def by_operator(events: list[dict], skip: int = 2) -> dict[str, float]:
+    """Mean ms per run by operator type, from onnxruntime's profile events (the page's or
+    native's: the same trace format); the first `skip` runs are warm-up."""
     nodes = [e for e in events if e.get("cat") == "Node"]
+    if any(e["name"].endswith("_kernel_time") for e in nodes):  # not the fences around each kernel
+        nodes = [e for e in nodes if e["name"].endswith("_kernel_time")]
     if not nodes:
-        return []
+        return {}
     runs: list[list[dict]] = []
     for event in nodes:
         if event["name"] == nodes[0]["name"] or not runs:
             runs.append([])
         runs[-1].append(event)
     runs = runs[skip:] or runs
-    by_op: collections.Counter = collections.Counter()
-    for run in runs:
-        for event in run:
-            provider = event["args"].get("provider", "").removesuffix("ExecutionProvider")
-            by_op[f"{event['args'].get('op_name', '?')} ({provider})"] += event["dur"] / 1000 / len(runs)
-    return by_op.most_common()
+    ms: collections.Counter = collections.Counter()
+    for run_events in runs:
+        for event in run_events:
+            ms[event["args"].get("op_name", "?")] += event["dur"] / 1000 / len(runs)
+    return dict(ms.most_common())
+
+
+def providers(events: list[dict]) -> str:
+    """The execution providers that ran the profiled kernels (a fallback off the expected one shows here)."""
+    names = {e["args"].get("provider", "?").removesuffix("ExecutionProvider") for e in events
+             if e.get("cat") == "Node" and "args" in e and "provider" in e["args"]}
+    return ", ".join(sorted(names)) or "?"
+
+
+def native_profile(graph: Path, frame: np.ndarray, threads: int, runs: int, spinning: bool) -> tuple[dict[str, float], str]:
+    """Native onnxruntime's own per-operator times (its profiler) on `frame`: ms per run by
+    operator type, for the table beside the page's, and the providers that ran them."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    with tempfile.TemporaryDirectory(prefix="stylenet-ort-profile-") as tmp:
+        options.enable_profiling, options.profile_file_prefix = True, str(Path(tmp) / "native")
+        session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+        x = np.ascontiguousarray(frame.transpose(2, 0, 1)[None], dtype=np.float32) / 255
+        for _ in range(runs + 2):
+            session.run(None, {session.get_inputs()[0].name: x})
+        events = json.loads(Path(session.end_profiling()).read_text())
+    return by_operator(events, skip=2), providers(events)
+
+
+def print_profiles(size: str, page: dict[str, float], native: dict[str, float]) -> None:
+    """The page's and native onnxruntime's ms per frame side by side, by operator."""
+    page_total, native_total = sum(page.values()) or 1.0, sum(native.values()) or 1.0
+    print(f"per-operator profile at {size} (ms per frame; each runtime's own profiler):")
+    print(f"  {'operator':24s} {'page ms':>8s} {'share':>6s} {'native ms':>10s} {'share':>6s} {'page/native':>11s}")
+    # the largest on either side (native's NCHWc layout reorders have no page counterpart)
+    largest = sorted(set(page) | set(native), key=lambda o: -max(page.get(o, 0.0) / page_total, native.get(o, 0.0) / native_total))
+    for op in sorted(largest[:16], key=lambda o: (-page.get(o, 0.0), -native.get(o, 0.0))):
+        p, n = page.get(op, 0.0), native.get(op, 0.0)
+        print(f"  {op:24s} {p:8.2f} {100 * p / page_total:5.1f}% {n:10.2f} {100 * n / native_total:5.1f}%"
+              f" {p / n if n else float('inf'):11.1f}")
+    print(f"  {'all':24s} {page_total:8.2f} {'':6s} {native_total:10.2f} {'':6s} {page_total / native_total:11.1f}")
 
 
 def run(cfg) -> list[dict]:
@@ -187,11 +229,10 @@ def run(cfg) -> list[dict]:
                 rows.append({"size": f"{width}x{height}", "browser_fps": fps, "browser_ms": ms, "threads": state["threads"],
                              "native_fps": nfps, "native_ms": nms, "ratio": fps / nfps})
                 if cfg.profile:
-                    table = profile_table(state["events"])
-                    total = sum(ms for _, ms in table) or 1.0
-                    print(f"onnxruntime-web profile at {width}x{height} (ms per run, by operator):")
-                    for op, op_ms in table[:12]:
-                        print(f"  {op:34s} {op_ms:8.2f}  {100 * op_ms / total:5.1f} %")
+                    native, native_providers = native_profile(graph, test_frame(width, height), native_threads,
+                                                              int(cfg.profile_frames), bool(cfg.spinning))
+                    print_profiles(f"{width}x{height}", by_operator(state["events"]), native)
+                    print(f"  providers: page {providers(state['events'])}; native {native_providers}")
         finally:
             server.shutdown()
             server.server_close()
