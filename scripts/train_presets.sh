@@ -2,10 +2,12 @@
 # Train the shipped presets (docs/presets.md): for each public-domain painting a full network
 # (the default recipe, sharp 224-px crops as the sample folder's photo size asks, 2000 steps)
 # and a model=realtime network (2000 steps, then 150 steps stable: loss.temporal_weight=100,
-# as in docs/video.md). A queue that resumes: a job whose export exists is skipped, one with a
-# last.ckpt resumes from it (ckpt_path=), so rerunning this after a stopped session goes on
-# where it stopped. Everything lands under checkpoints/presets/ (ignored by git);
-# scripts/ship_presets.py then writes the fp16 package data from it.
+# as in docs/video.md). A queue that resumes: a network already shipped in stylenet/presets/
+# or whose export exists is skipped, one with a last.ckpt resumes from it (ckpt_path=), so
+# rerunning this after a stopped session goes on where it stopped. The real-time networks come
+# first (the webcam and the browser page use them), then the full ones. Everything lands under
+# checkpoints/presets/ (ignored by git); scripts/ship_presets.py then writes the fp16 package
+# data from it.
 #
 #   bash scripts/train_presets.sh [NAME ...]        # default: all five
 #   PHOTOS=DIR VGG16=FILE STEPS=2000 bash scripts/train_presets.sh
@@ -31,15 +33,19 @@ job() {
   python train.py "style=$style" "${COMMON[@]}" "run_name=preset-$run" "checkpoint_dir=$dir" "$@" "${resume[@]}"
 }
 
+shipped() { [ -f "stylenet/presets/$1.safetensors" ] && echo "== $1: shipped (stylenet/presets/$1.safetensors)"; }
+
 realtime() {
+  shipped "$1-realtime" && return 0
   job "$1-realtime" "$1" model=realtime "trainer.max_steps=$STEPS" || exit 1
   job "$1-realtime-stable" "$1" model=realtime "trainer.max_steps=$STABLE_STEPS" \
       "init_from=checkpoints/presets/$1-realtime/$1.safetensors" optim.warmup_steps=20 \
       loss.temporal_weight=100 || exit 1
 }
-# the first painting whole (both networks), then the rest's real-time networks, then their full ones
-realtime "${NAMES[0]}"
-job "${NAMES[0]}" "${NAMES[0]}" "trainer.max_steps=$STEPS" || exit 1
-for name in "${NAMES[@]:1}"; do realtime "$name"; done
-for name in "${NAMES[@]:1}"; do job "$name" "$name" "trainer.max_steps=$STEPS" || exit 1; done
+full() {
+  shipped "$1" && return 0
+  job "$1" "$1" "trainer.max_steps=$STEPS" || exit 1
+}
+for name in "${NAMES[@]}"; do realtime "$name"; done
+for name in "${NAMES[@]}"; do full "$name"; done
 echo "== all presets trained"

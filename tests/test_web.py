@@ -13,6 +13,8 @@ import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -106,18 +108,24 @@ def photo(tmp_path_factory) -> tuple[Path, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def browser(photo, tmp_path_factory):
-    """Headless Chromium with a fake camera playing a still clip of the photo."""
+def playwright_driver():
+    """One Playwright driver for the module: its sync API refuses a second one in the same thread."""
     need(CHROMIUM.is_file(), f"no {CHROMIUM} (apt-get install chromium)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         need(False, "playwright is not installed (pip install -e '.[dev]')")
-    clip = still_clip(photo[1], tmp_path_factory.mktemp("clip") / "still.y4m")
     with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=chromium_args(clip))
-        yield launched
-        launched.close()
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright_driver, photo, tmp_path_factory):
+    """Headless Chromium with a fake camera playing a still clip of the photo."""
+    clip = still_clip(photo[1], tmp_path_factory.mktemp("clip") / "still.y4m")
+    launched = playwright_driver.chromium.launch(executable_path=str(CHROMIUM), args=chromium_args(clip))
+    yield launched
+    launched.close()
 
 
 def open_page(browser, url: str, camera: bool = True, init: str | None = None):
@@ -285,17 +293,14 @@ def test_photo_is_painted_at_full_size_like_onnxruntime(browser, site, graph, ph
 
 
 @pytest.fixture(scope="module")
-def software_gpu_browser(photo, tmp_path_factory):
+def software_gpu_browser(playwright_driver, photo, tmp_path_factory):
     """Headless Chromium whose only WebGPU adapter is software (SwiftShader: `--enable-unsafe-webgpu`
     without a GPU), as a browser on a machine with no usable GPU may offer it."""
-    need(CHROMIUM.is_file(), f"no {CHROMIUM} (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
     clip = still_clip(photo[1], tmp_path_factory.mktemp("clip") / "still.y4m")
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=chromium_args(clip) + ["--enable-unsafe-webgpu"])
-        yield launched
-        launched.close()
+    launched = playwright_driver.chromium.launch(executable_path=str(CHROMIUM),
+                                                 args=chromium_args(clip) + ["--enable-unsafe-webgpu"])
+    yield launched
+    launched.close()
 
 
 @pytest.mark.slow
@@ -400,16 +405,17 @@ def test_native_profile_times_each_operator(tmp_path):
 
 
 @pytest.mark.slow
-def test_benchmark_mode_web_prints_the_ratio_and_both_profiles(network, capsys):
-    """The real `mode=web` on a tiny network and frame: the page in Chromium beside native onnxruntime."""
+def test_benchmark_mode_web_prints_the_ratio_and_both_profiles(network, tmp_path):
+    """The real `scripts/benchmark.py mode=web` on a tiny network and frame: the page in Chromium
+    beside native onnxruntime. A process of its own, as a user runs it (and Playwright's sync API
+    allows one driver per thread: this module's browsers hold one)."""
     need(CHROMIUM.is_file(), f"no {CHROMIUM} (apt-get install chromium)")
     need(have_runtime(), "onnxruntime-web is not in web/node_modules (run npm ci in web/)")
-    from stylenet.commands import benchmark
-
-    code = benchmark.main(["mode=web", f"model={network}", "sizes=[96x64]", "seconds=1", "browser_threads=1",
-                           "profile=true", "profile_frames=4", f"page={PAGE}"])
-    out = capsys.readouterr().out
-    assert code == 0, out
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark.py"), "mode=web", f"model={network}",
+                          "sizes=[96x64]", "seconds=1", "browser_threads=1", "profile=true", "profile_frames=4",
+                          f"page={PAGE}"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    out = run.stdout
+    assert run.returncode == 0, out + run.stderr
     row = next(line for line in out.splitlines() if line.strip().startswith("96x64"))
     browser_fps, browser_ms, native_fps, native_ms, ratio = (float(v) for v in row.split()[1:])
     assert browser_fps > 0 and native_fps > 0 and ratio == pytest.approx(browser_fps / native_fps, abs=0.01)
