@@ -4,7 +4,7 @@
 # and a model=realtime network (2000 steps, then 150 steps stable: loss.temporal_weight=100,
 # as in docs/video.md). A queue that resumes: a network already shipped in stylenet/presets/
 # or whose export exists is skipped, one with a last.ckpt resumes from it (ckpt_path=), so
-# rerunning this after a stopped session goes on where it stopped. The real-time networks come
+# rerunning it after a stopped session goes on where it stopped. The real-time networks come
 # first (the webcam and the browser page use them), then the full ones. Everything lands under
 # checkpoints/presets/ (ignored by git); scripts/ship_presets.py then writes the fp16 package
 # data from it.
