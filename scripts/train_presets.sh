@@ -3,11 +3,10 @@
 # (the default recipe, sharp 224-px crops as the sample folder's photo size asks, 2000 steps)
 # and a model=realtime network (2000 steps, then 150 steps stable: loss.temporal_weight=100,
 # as in docs/video.md). A queue that resumes: a network already shipped in stylenet/presets/
-# or whose export exists is skipped, one with a last.ckpt resumes from it (ckpt_path=), so
-# rerunning it after a stopped session goes on where it stopped. The real-time networks come
-# first (the webcam and the browser page use them), then the full ones. Everything lands under
-# checkpoints/presets/ (ignored by git); scripts/ship_presets.py then writes the fp16 package
-# data from it.
+# or whose export exists is skipped, one with a last.ckpt (saved every 100 steps) resumes
+# from it (ckpt_path=): a rerun after a stopped session goes on where it stopped. Real-time
+# networks first (the webcam and the webpage use them), then the full ones. All lands in
+# checkpoints/presets/ (ignored); scripts/ship_presets.py writes the package data.
 #
 #   bash scripts/train_presets.sh [NAME ...]        # default: all five
 #   PHOTOS=DIR VGG16=FILE STEPS=2000 bash scripts/train_presets.sh
@@ -20,7 +19,7 @@ STABLE_STEPS=${STABLE_STEPS:-150}
 NAMES=("$@")
 [ ${#NAMES[@]} -gt 0 ] || NAMES=(hokusai starry_night the_scream composition_vii shipwreck)
 COMMON=(data=folder "data.path=$PHOTOS" "loss.weights=$VGG16" data.image_size=224
-        "data.augment.scale=[0.6,1.0]" logger=csv)
+        "data.augment.scale=[0.6,1.0]" logger=csv checkpoint.every_n_train_steps=100)
 
 # job RUN_NAME STYLE ARGS...: train into checkpoints/presets/RUN_NAME unless its export exists
 job() {
